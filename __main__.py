@@ -1,0 +1,28 @@
+"""mailstack: docker-mailserver on a Docker host plus every DNS record its mail needs, in one stack."""
+
+import pulumi
+
+from components.dkim_keys import DkimKeys, DkimKeysArgs
+from components.host_target import HostTarget, HostTargetArgs
+from components.mail_dns import MailDns, MailDnsArgs
+from components.mail_server import MailServer, MailServerArgs
+from components.stack_config import read_settings
+
+# Validation happens here, before any resource exists: a bad config registers nothing.
+settings = read_settings()
+
+host = HostTarget("host", HostTargetArgs(target=settings.target, stack=settings.stack))
+dkim = DkimKeys("dkim", DkimKeysArgs(domains=settings.domains))
+server = MailServer("mail", MailServerArgs(settings=settings, host=host, dkim=dkim))
+dns = MailDns("dns", MailDnsArgs(settings=settings, dkim_public_keys=dkim.public_keys))
+
+pulumi.export("hostname", settings.hostname)
+pulumi.export("publicIPv4", settings.public_ipv4)
+pulumi.export("publicIPv6", settings.public_ipv6)
+pulumi.export("containerName", server.container_name)
+pulumi.export("accounts", [a.address for a in settings.accounts])
+# Secret output: `pulumi stack output generatedPasswords --show-secrets` reveals them.
+pulumi.export("generatedPasswords", server.generated_passwords)
+pulumi.export("dkimRecords", dns.dkim_records)
+pulumi.export("dnsRecords", dns.records)
+pulumi.export("zoneFile", dns.zone_files)

@@ -1,0 +1,28 @@
+"""Adapter from Pulumi's config to the pure loader: the only place that reads `pulumi.Config` internals."""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from config import MailSettings, load_settings
+
+
+def read_settings() -> MailSettings:
+    """Load and validate this stack's `mailstack:*` configuration.
+
+    Raises:
+        pulumi.RunError: with every configuration problem listed, before any resource is registered.
+            RunError makes Pulumi print the message alone, without a Python traceback.
+    """
+    from config import ConfigError
+
+    # pulumi.Config cannot enumerate keys; the runtime's config map holds every key the CLI passed,
+    # which is what lets the loader report a misspelt key instead of ignoring it.
+    raw: dict[str, object] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = {key for key in raw if runtime_config.is_config_secret(key)}
+    secret_keys |= set(runtime_config.get_config_secret_keys_env())
+    try:
+        return load_settings(raw, secret_keys=secret_keys, stack=pulumi.get_stack())
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from None

@@ -1,0 +1,111 @@
+"""Resolved, immutable settings: what the builders and components consume.
+
+`load_settings` produces a `MailSettings` only from a configuration that passed every check, with
+every default applied and every name normalised (lowercase A-labels, no trailing dot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import SecretStr
+
+from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, Ports, Spf, TlsRpt
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    kind: Literal["local", "ssh"]
+    data_dir: str
+    host: str | None = None
+    port: int = 22
+    user: str = "root"
+    host_key: str | None = None
+    private_key_file: str | None = None
+    bootstrap: bool = True
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    mode: Literal["self-signed", "letsencrypt", "existing"]
+    challenge: Literal["dns-cloudflare", "http"] | None = None
+    email: str | None = None
+    staging: bool = False
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class DomainSettings:
+    name: str
+    zone: str
+    zone_id: str | None
+    mx_priority: int
+    backup_mx: tuple[BackupMx, ...]
+    spf: Spf
+    dkim: Dkim
+    dmarc: Dmarc
+    tlsrpt: TlsRpt | None
+    records: tuple[ExtraRecord, ...]
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    address: str
+    password: SecretStr | None
+    quota: str | None
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class AliasSettings:
+    address: str
+    """`local@domain`, or `@domain` for a catch-all."""
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    host: str
+    port: int
+    username: str
+    password: SecretStr
+    spf_include: str | None
+
+    @property
+    def relay_host(self) -> str:
+        """Postfix `relayhost` form; brackets skip the MX lookup (postconf(5))."""
+        return f"[{self.host}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    stack: str
+    hostname: str
+    public_ipv4: str | None
+    public_ipv6: str | None
+    target: TargetSettings
+    image: str
+    profile: Literal["minimal", "standard"]
+    memory_mb: int
+    ports: Ports
+    env: tuple[tuple[str, str], ...]
+    tls: TlsSettings
+    dns_provider: Literal["manual", "cloudflare"]
+    ttl: int
+    domains: tuple[DomainSettings, ...]
+    accounts: tuple[AccountSettings, ...]
+    aliases: tuple[AliasSettings, ...] = ()
+    relay: RelaySettings | None = None
+    watchtower: bool = False
+    watchtower_image: str = ""
+
+    def domain(self, name: str) -> DomainSettings:
+        return next(d for d in self.domains if d.name == name)
+
+    @property
+    def domain_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.domains)

@@ -1,0 +1,16 @@
+"""Checks that need the resolved settings (e.g. DNS record rules); run by `load_settings`.
+
+Each check takes a `MailSettings` and yields `Problem`s. They run whenever the configuration could be
+resolved, even if other problems were found, so the user still sees every problem at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from config.errors import Problem
+from config.settings import MailSettings
+
+SettingsCheck = Callable[[MailSettings], Iterable[Problem]]
+
+ALL: tuple[SettingsCheck, ...] = ()

@@ -1,0 +1,44 @@
+"""Shared fixtures: the mock-runtime harness (tests/harness.py) and the stacks under test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT, stack_config, with_values
+
+DEV_STACK = ROOT / "Pulumi.dev.yaml"
+PROD_EXAMPLE = ROOT / "examples" / "Pulumi.prod.yaml"
+
+# The secrets a user sets with `pulumi config set --secret` for the production example.
+PROD_SECRETS = {
+    "accounts/me@example.com/password": "correct horse battery staple",
+    "accounts/me@another.com/password": "another long passphrase",
+    "relay/password": "xsmtpsib-brevo-smtp-key",
+    "cloudflare:apiToken": "cf-token-abcdef0123456789",
+}
+PROD_SECRET_KEYS = ("mailstack:accounts", "mailstack:relay", "cloudflare:apiToken")
+
+
+@pytest.fixture
+def dev_config() -> dict[str, str]:
+    return stack_config(DEV_STACK)
+
+
+def prod_config_values() -> dict[str, str]:
+    return with_values(stack_config(PROD_EXAMPLE), **PROD_SECRETS)
+
+
+@pytest.fixture
+def prod_config() -> dict[str, str]:
+    return prod_config_values()
+
+
+def require_tool(name: str) -> str:
+    """Path of a Debian tool the integration tests run; .ci/run installs them all."""
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None)
+    if path is None:
+        pytest.fail(f"{name} is not installed; run .ci/run (it installs the Debian packages the tests use)")
+    return path
