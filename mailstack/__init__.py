@@ -1,0 +1,1 @@
+"""mailstack command-line tools that work without the Pulumi CLI: `verify`, `render`, `adopt`."""
