@@ -1,0 +1,245 @@
+"""A real authoritative DNS server (Knot DNS's knotd) on loopback, for tests.
+
+Usage::
+
+    with KnotServer({"example.com": ZONE_TEXT}, address="127.0.0.2") as ns:
+        dns.query.udp(query, ns.address, port=ns.port)
+
+Each instance runs its own knotd with a generated knot.conf, zone files, control socket and
+database in a private temporary directory, so several servers (e.g. two nameservers of one zone
+with different content) can run side by side on 127.0.0.x addresses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.zone
+
+KNOTD = "/usr/sbin/knotd"
+STARTUP_TIMEOUT = 10.0
+
+
+class KnotError(RuntimeError):
+    """knotd did not start, or did not serve the zones it was given (message has its log)."""
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None)
+    if path is None:
+        raise KnotError(f"{name} is not installed (Debian packages knot and knot-dnsutils; .ci/run installs them)")
+    return path
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port that is free for both UDP and TCP on `address` (DNS needs both)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((address, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((address, port))
+                except OSError as e:
+                    if e.errno == errno.EADDRINUSE:
+                        continue
+                    raise
+                return port
+    raise KnotError(f"no free UDP+TCP port on {address}")
+
+
+def _serial(zone: str, text: str) -> int:
+    """SOA serial of a zone text; also proves the text parses before knotd sees it."""
+    try:
+        parsed = dns.zone.from_text(text, origin=zone, relativize=False, check_origin=True)
+    except dns.exception.DNSException as e:
+        raise KnotError(f"zone text for {zone} does not parse: {e}") from e
+    soa = parsed.get_rdataset(zone + ".", dns.rdatatype.SOA)
+    if soa is None:
+        raise KnotError(f"zone {zone} has no SOA record")
+    return int(soa[0].serial)
+
+
+class KnotServer:
+    """knotd serving `zones` (zone name → BIND zone-file text) on `address`:`port`.
+
+    Args:
+        zones: zone name → zone file text (with SOA and NS; relative names are relative to the zone).
+        address: loopback address to listen on (127.0.0.x or ::1).
+        port: UDP/TCP port; a free one is picked when None.
+    """
+
+    def __init__(self, zones: Mapping[str, str], address: str = "127.0.0.1", port: int | None = None) -> None:
+        self.address = address
+        self.port = port if port is not None else free_port(address)
+        self._zones: dict[str, str] = {}
+        self._dir = Path(tempfile.mkdtemp(prefix="knotd-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._knotc = _tool("knotc")
+        try:
+            (self._dir / "zones").mkdir()
+            (self._dir / "db").mkdir()
+            self._write(zones)
+        except BaseException:
+            self.stop()
+            raise
+        self._start()
+
+    # -- files -----------------------------------------------------------------------------------
+
+    @property
+    def _conf(self) -> Path:
+        return self._dir / "knot.conf"
+
+    @property
+    def _socket(self) -> Path:
+        return self._dir / "knot.sock"
+
+    @property
+    def _log(self) -> Path:
+        return self._dir / "knotd.log"
+
+    def _write(self, zones: Mapping[str, str]) -> None:
+        normalized = {dns.name.from_text(z).to_text(omit_final_dot=True).lower(): t for z, t in zones.items()}
+        for zone, text in normalized.items():
+            _serial(zone, text)
+        for old in (self._dir / "zones").iterdir():
+            old.unlink()
+        for zone, text in normalized.items():
+            (self._dir / "zones" / f"{zone}.zone").write_text(text if text.endswith("\n") else text + "\n")
+        self._zones = normalized
+        listen = f"{self.address}@{self.port}"
+        zone_lines = "".join(f"  - domain: {zone}\n" for zone in sorted(normalized))
+        # journal-content none + zonefile-load whole: every load reads the zone file as-is, so a
+        # replaced file is served even when its SOA serial did not change (the stale-nameserver test
+        # relies on two servers with the same serial and different records).
+        self._conf.write_text(
+            "server:\n"
+            f'  rundir: "{self._dir}"\n'
+            "  user: root:root\n"
+            f'  pidfile: "{self._dir}/knotd.pid"\n'
+            f"  listen: {listen}\n"
+            "  udp-workers: 2\n"
+            "  tcp-workers: 2\n"
+            "  background-workers: 1\n"
+            "control:\n"
+            f'  listen: "{self._socket}"\n'
+            "database:\n"
+            f'  storage: "{self._dir / "db"}"\n'
+            "log:\n"
+            "  - target: stderr\n"
+            "    any: info\n"
+            "template:\n"
+            "  - id: default\n"
+            f'    storage: "{self._dir / "zones"}"\n'
+            '    file: "%s.zone"\n'
+            "    zonefile-sync: -1\n"
+            "    zonefile-load: whole\n"
+            "    journal-content: none\n"
+            "    semantic-checks: off\n" + ("zone:\n" + zone_lines if zone_lines else "")
+        )
+
+    # -- process ---------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        log = self._log.open("ab")
+        try:
+            self._proc = subprocess.Popen([KNOTD, "-c", str(self._conf)], stdout=log, stderr=log)
+        finally:
+            log.close()
+        try:
+            self._wait_until_serving(time.monotonic() + STARTUP_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_serving(self, deadline: float) -> None:
+        """Block until every zone answers SOA authoritatively with the serial of its zone text."""
+        pending = {zone: _serial(zone, text) for zone, text in self._zones.items()}
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise KnotError(f"knotd exited with {self._proc.returncode}:\n{self.log()}")
+            for zone, serial in list(pending.items()):
+                if self._soa_serial(zone) == serial:
+                    del pending[zone]
+            if not pending and (self._zones or self._socket.exists()):
+                return
+            if time.monotonic() > deadline:
+                raise KnotError(f"knotd did not serve {sorted(pending)} on {self.address}@{self.port}:\n{self.log()}")
+            time.sleep(0.02)
+
+    def _soa_serial(self, zone: str) -> int | None:
+        query = dns.message.make_query(zone, dns.rdatatype.SOA)
+        try:
+            response = dns.query.udp(query, self.address, port=self.port, timeout=0.2)
+        except (dns.exception.Timeout, OSError):
+            return None
+        if response.rcode() != dns.rcode.NOERROR or not response.flags & dns.flags.AA or not response.answer:
+            return None
+        return int(response.answer[0][0].serial)
+
+    def _control(self, *args: str) -> None:
+        result = subprocess.run(
+            [self._knotc, "-c", str(self._conf), "-s", str(self._socket), *args],
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise KnotError(f"knotc {' '.join(args)} failed: {result.stdout}{result.stderr}\n{self.log()}")
+
+    def replace_zones(self, zones: Mapping[str, str]) -> None:
+        """Serve `zones` instead of the current ones (config + zone reload through knotc)."""
+        self._write(zones)
+        self._control("reload")
+        if self._zones:
+            # `reload` skips zone files whose mtime looks unchanged within the same second; a
+            # forced blocking zone-reload makes the new text live before we return.
+            self._control("-b", "-f", "zone-reload", *sorted(self._zones))
+        self._wait_until_serving(time.monotonic() + STARTUP_TIMEOUT)
+
+    def log(self) -> str:
+        """knotd's log so far (for failure messages)."""
+        try:
+            return self._log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop knotd and remove its directory; safe to call more than once."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self._dir)
+
+    def __enter__(self) -> KnotServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
