@@ -224,6 +224,8 @@ def _from_pydantic(alias: str, annotation: Any, exc: ValidationError, prefix: tu
             out.append(problem(path, f"must be one of: {choices}", value=f"<{choices.replace(', ', '|')}>"))
         else:
             message = str(err["msg"])
+            if kind == "value_error":
+                message = str(err.get("ctx", {}).get("error", message))
             message = message[0].lower() + message[1:]
             out.append(problem(path, message))
     return out
