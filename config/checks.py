@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from config.errors import Problem, key_path, problem, set_command
-from config.model import RawSettings
-from config.names import NameError_, is_ip, label_count, normalise_address, split_address, to_ascii
+from config.model import Domain, RawSettings
+from config.names import InvalidNameError, is_ip, label_count, normalise_address, split_address, to_ascii
 
 # Keys mailstack sets itself (config/dms_env.py builds them); a user value would silently fight ours.
 MANAGED_ENV_KEYS: frozenset[str] = frozenset(
@@ -53,6 +53,7 @@ _CF_ZONE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SSH_HOST_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 CF_TOKEN_KEY = "cloudflare:apiToken"
+KeyPath = list[str | int]
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Context:
         for name in self.settings.domains or {}:
             try:
                 out.setdefault(to_ascii(name), name)
-            except NameError_:
+            except InvalidNameError:
                 continue
         return out
 
@@ -84,11 +85,17 @@ def missing_required(alias: str) -> list[Problem]:
             problem(
                 ["accounts"],
                 "at least one account is required (DMS shuts down after ~2 minutes without one)",
-                set_command(['accounts', 'postmaster@example.org', 'password'], "<password>", secret=True),
+                set_command(["accounts", "postmaster@example.org", "password"], "<password>", secret=True),
             )
         ]
     if alias == "domains":
-        return [problem(["domains"], "at least one mail domain is required", set_command(["domains", "example.org", "mx", "priority"], "10"))]
+        return [
+            problem(
+                ["domains"],
+                "at least one mail domain is required",
+                set_command(["domains", "example.org", "mx", "priority"], "10"),
+            )
+        ]
     return [problem([alias], "is required")]
 
 
@@ -103,7 +110,7 @@ def hostname(ctx: Context) -> Iterator[Problem]:
         return
     try:
         name = to_ascii(ctx.settings.hostname)
-    except NameError_ as exc:
+    except InvalidNameError as exc:
         yield problem(["hostname"], str(exc), value="mail.example.org")
         return
     if label_count(name) < 3:
@@ -127,22 +134,32 @@ def domains(ctx: Context) -> Iterator[Problem]:
     seen: dict[str, str] = {}
     ttl_manual = ctx.ok("dns") and ctx.settings.dns.provider == "manual"
     for key, dom in ctx.settings.domains.items():
-        base = ["domains", key]
+        base: KeyPath = ["domains", key]
         try:
             name = to_ascii(key)
-        except NameError_ as exc:
-            yield problem(base, str(exc), f"pulumi config rm --path '{key_path(base)}' and declare the domain by its valid name")
+        except InvalidNameError as exc:
+            yield problem(
+                base, str(exc), f"pulumi config rm --path '{key_path(base)}' and declare the domain by its valid name"
+            )
             continue
         if name in seen:
-            yield problem(base, f"duplicates '{seen[name]}' (the names differ only in case or IDN form)", f"pulumi config rm --path '{key_path(base)}'")
+            yield problem(
+                base,
+                f"duplicates '{seen[name]}' (the names differ only in case or IDN form)",
+                f"pulumi config rm --path '{key_path(base)}'",
+            )
             continue
         seen[name] = key
         if label_count(name) < 2:
-            yield problem(base, f"'{name}' is not a registrable mail domain (it has a single label)", f"pulumi config rm --path '{key_path(base)}'")
+            yield problem(
+                base,
+                f"'{name}' is not a registrable mail domain (it has a single label)",
+                f"pulumi config rm --path '{key_path(base)}'",
+            )
         if dom.zone is not None:
             try:
                 zone = to_ascii(dom.zone)
-            except NameError_ as exc:
+            except InvalidNameError as exc:
                 yield problem([*base, "zone"], str(exc))
             else:
                 if name != zone and not name.endswith("." + zone):
@@ -150,13 +167,13 @@ def domains(ctx: Context) -> Iterator[Problem]:
         if dom.zone_id is not None and not _CF_ZONE_ID.match(dom.zone_id):
             yield problem([*base, "zoneId"], "is not a Cloudflare zone id (32 lowercase hex digits)")
         for i, backup in enumerate(dom.backup_mx):
-            path = [*base, "backupMx", i, "host"]
+            path: KeyPath = [*base, "backupMx", i, "host"]
             if is_ip(backup.host):
                 yield problem(path, f"'{backup.host}' is an IP address; an MX must name a host (RFC 5321 §5.1)")
                 continue
             try:
                 host = to_ascii(backup.host)
-            except NameError_ as exc:
+            except InvalidNameError as exc:
                 yield problem(path, str(exc))
                 continue
             if host == hostname_ascii:
@@ -167,15 +184,19 @@ def domains(ctx: Context) -> Iterator[Problem]:
                     f"{backup.priority} is not above the primary MX priority {dom.mx.priority}; senders would prefer the backup",
                     value=str(dom.mx.priority + 10),
                 )
-        includes = [(["spf", "include", i], inc) for i, inc in enumerate(dom.spf.include)]
-        includes += [(["backupMx", i, "spfInclude"], b.spf_include) for i, b in enumerate(dom.backup_mx) if b.spf_include]
+        includes: list[tuple[KeyPath, str]] = [(["spf", "include", i], inc) for i, inc in enumerate(dom.spf.include)]
+        includes += [
+            (["backupMx", i, "spfInclude"], b.spf_include) for i, b in enumerate(dom.backup_mx) if b.spf_include
+        ]
         for sub, include in includes:
             if is_ip(include):
-                yield problem([*base, *sub], f"'{include}' is an IP address; SPF include: takes a domain (use ip4:/ip6:)")
+                yield problem(
+                    [*base, *sub], f"'{include}' is an IP address; SPF include: takes a domain (use ip4:/ip6:)"
+                )
                 continue
             try:
                 to_ascii(include)
-            except NameError_ as exc:
+            except InvalidNameError as exc:
                 yield problem([*base, *sub], str(exc))
         yield from _dkim(base, dom.dkim.selector, dom.dkim.retired)
         yield from _dmarc(base, dom)
@@ -190,12 +211,20 @@ def domains(ctx: Context) -> Iterator[Problem]:
                 yield problem([*base, "records", i, "priority"], f"is required for {rec.type} records", value="10")
 
 
-def _dkim(base: list[str | int], selector: str, retired: tuple[str, ...]) -> Iterator[Problem]:
-    for path, sel in [([*base, "dkim", "selector"], selector), *(([*base, "dkim", "retired", i], s) for i, s in enumerate(retired))]:
+def _dkim(base: KeyPath, selector: str, retired: tuple[str, ...]) -> Iterator[Problem]:
+    selectors: list[tuple[KeyPath, str]] = [([*base, "dkim", "selector"], selector)]
+    selectors += [([*base, "dkim", "retired", i], sel) for i, sel in enumerate(retired)]
+    for path, sel in selectors:
         if not _SELECTOR.match(sel):
-            yield problem(path, f"'{sel}' is not a valid DKIM selector (RFC 6376 §3.1: lowercase DNS labels)", value="mail")
+            yield problem(
+                path, f"'{sel}' is not a valid DKIM selector (RFC 6376 §3.1: lowercase DNS labels)", value="mail"
+            )
     if selector in retired:
-        yield problem([*base, "dkim", "retired"], f"lists the active selector '{selector}'; a retired selector no longer signs", f"pulumi config rm --path '{key_path([*base, 'dkim', 'retired'])}'")
+        yield problem(
+            [*base, "dkim", "retired"],
+            f"lists the active selector '{selector}'; a retired selector no longer signs",
+            f"pulumi config rm --path '{key_path([*base, 'dkim', 'retired'])}'",
+        )
 
 
 def _report_address(uri: str) -> str | None:
@@ -206,15 +235,12 @@ def _report_address(uri: str) -> str | None:
         return None
     try:
         split_address(address)
-    except NameError_:
+    except InvalidNameError:
         return None
     return address
 
 
-def _dmarc(base: list[str | int], dom: object) -> Iterator[Problem]:
-    from config.model import Domain
-
-    assert isinstance(dom, Domain)
+def _dmarc(base: KeyPath, dom: Domain) -> Iterator[Problem]:
     for tag in ("rua", "ruf"):
         for i, uri in enumerate(getattr(dom.dmarc, tag)):
             if _report_address(uri) is None:
@@ -224,10 +250,12 @@ def _dmarc(base: list[str | int], dom: object) -> Iterator[Problem]:
                     value="mailto:dmarc@example.org",
                 )
     if dom.dmarc.fo is not None and not _FO.match(dom.dmarc.fo):
-        yield problem([*base, "dmarc", "fo"], f"'{dom.dmarc.fo}' is not a DMARC fo value (colon-separated 0, 1, d, s)", value="1")
+        yield problem(
+            [*base, "dmarc", "fo"], f"'{dom.dmarc.fo}' is not a DMARC fo value (colon-separated 0, 1, d, s)", value="1"
+        )
 
 
-def _ttl(path: list[str | int], ttl: int, manual: bool) -> Iterator[Problem]:
+def _ttl(path: KeyPath, ttl: int, manual: bool) -> Iterator[Problem]:
     if ttl == 1 and manual:
         yield problem(path, "1 means 'automatic' only at Cloudflare; a zone file needs 60-86400 seconds", value="3600")
     elif ttl != 1 and not 60 <= ttl <= 86400:
@@ -240,9 +268,17 @@ def dns(ctx: Context) -> Iterator[Problem]:
     yield from _ttl(["dns", "ttl"], ctx.settings.dns.ttl, ctx.settings.dns.provider == "manual")
     if ctx.settings.dns.provider == "cloudflare":
         if CF_TOKEN_KEY not in ctx.raw:
-            yield Problem(CF_TOKEN_KEY, "is required when dns.provider is cloudflare (Zone:DNS:Edit + Zone:Zone:Read, limited to the mail zones)", f"pulumi config set --secret {CF_TOKEN_KEY} <token>")
+            yield Problem(
+                CF_TOKEN_KEY,
+                "is required when dns.provider is cloudflare (Zone:DNS:Edit + Zone:Zone:Read, limited to the mail zones)",
+                f"pulumi config set --secret {CF_TOKEN_KEY} <token>",
+            )
         elif CF_TOKEN_KEY not in ctx.secret_keys:
-            yield Problem(CF_TOKEN_KEY, "is stored in plain text; an API token must be a secret", f"pulumi config set --secret {CF_TOKEN_KEY} <token>")
+            yield Problem(
+                CF_TOKEN_KEY,
+                "is stored in plain text; an API token must be a secret",
+                f"pulumi config set --secret {CF_TOKEN_KEY} <token>",
+            )
 
 
 def accounts(ctx: Context) -> Iterator[Problem]:
@@ -255,26 +291,42 @@ def accounts(ctx: Context) -> Iterator[Problem]:
     seen: dict[str, str] = {}
     plaintext = "mailstack:accounts" not in ctx.secret_keys
     for key, acc in ctx.settings.accounts.items():
-        base = ["accounts", key]
+        base: KeyPath = ["accounts", key]
         try:
             local, domain = split_address(key)
-        except NameError_ as exc:
+        except InvalidNameError as exc:
             yield problem(base, str(exc), f"pulumi config rm --path '{key_path(base)}'")
             continue
         address = f"{local}@{domain}"
         if address in seen:
-            yield problem(base, f"duplicates account '{seen[address]}' (addresses differ only in case)", f"pulumi config rm --path '{key_path(base)}'")
+            yield problem(
+                base,
+                f"duplicates account '{seen[address]}' (addresses differ only in case)",
+                f"pulumi config rm --path '{key_path(base)}'",
+            )
             continue
         seen[address] = key
         if ctx.ok("domains") and domain not in declared:
-            yield problem(base, f"domain '{domain}' is not a declared mail domain", set_command(["domains", domain, "mx", "priority"], "10"))
+            yield problem(
+                base,
+                f"domain '{domain}' is not a declared mail domain",
+                set_command(["domains", domain, "mx", "priority"], "10"),
+            )
         if acc.quota is not None and not QUOTA.match(acc.quota):
             yield problem([*base, "quota"], f"'{acc.quota}' is not a quota (a size such as 500M, 5G or 1T)", value="5G")
         if acc.password is not None:
             if plaintext:
-                yield problem([*base, "password"], "is stored in plain text; passwords must be set with --secret", set_command([*base, "password"], "<password>", secret=True))
+                yield problem(
+                    [*base, "password"],
+                    "is stored in plain text; passwords must be set with --secret",
+                    set_command([*base, "password"], "<password>", secret=True),
+                )
             elif not acc.password.get_secret_value():
-                yield problem([*base, "password"], "is empty; omit it to have one generated", f"pulumi config rm --path '{key_path([*base, 'password'])}'")
+                yield problem(
+                    [*base, "password"],
+                    "is empty; omit it to have one generated",
+                    f"pulumi config rm --path '{key_path([*base, 'password'])}'",
+                )
 
 
 def aliases(ctx: Context) -> Iterator[Problem]:
@@ -286,43 +338,68 @@ def aliases(ctx: Context) -> Iterator[Problem]:
     keys: dict[str, str] = {}
     hostname_ascii = _safe_ascii(ctx.settings.hostname)
     for key, targets in ctx.settings.aliases.items():
-        base = ["aliases", key]
+        base: KeyPath = ["aliases", key]
         try:
             addr = normalise_alias_key(key)
-        except NameError_ as exc:
+        except InvalidNameError as exc:
             yield problem(base, str(exc), f"pulumi config rm --path '{key_path(base)}'")
             continue
         if addr in keys:
-            yield problem(base, f"duplicates alias '{keys[addr]}' (addresses differ only in case)", f"pulumi config rm --path '{key_path(base)}'")
+            yield problem(
+                base,
+                f"duplicates alias '{keys[addr]}' (addresses differ only in case)",
+                f"pulumi config rm --path '{key_path(base)}'",
+            )
             continue
         keys[addr] = key
         domain = addr.rpartition("@")[2]
         if domain not in declared:
             what = "catch-all" if addr.startswith("@") else "alias"
-            yield problem(base, f"{what} for '{domain}', which is not a declared mail domain", set_command(["domains", domain, "mx", "priority"], "10"))
+            yield problem(
+                base,
+                f"{what} for '{domain}', which is not a declared mail domain",
+                set_command(["domains", domain, "mx", "priority"], "10"),
+            )
         if addr in account_addrs:
-            yield problem(base, "shadows the account of the same address; mail would never reach its mailbox", f"pulumi config rm --path '{key_path(base)}'")
+            yield problem(
+                base,
+                "shadows the account of the same address; mail would never reach its mailbox",
+                f"pulumi config rm --path '{key_path(base)}'",
+            )
         if not targets:
             yield problem(base, "has no target address", value="me@example.org")
         normalised: list[str] = []
         for i, target in enumerate(targets):
-            path = [*base, i] if len(targets) > 1 else base
+            path: KeyPath = [*base, i] if len(targets) > 1 else base
             try:
                 t_local, t_domain = split_address(target)
-            except NameError_ as exc:
+            except InvalidNameError as exc:
                 yield problem(path, f"target {exc}", value="me@example.org")
                 continue
             normalised.append(f"{t_local}@{t_domain}")
             if t_domain not in declared and t_domain in ("localhost", hostname_ascii):
-                yield problem(path, f"target '{target}' is in the undeclared local domain '{t_domain}'; use an address in a declared mail domain", value="me@example.org")
+                yield problem(
+                    path,
+                    f"target '{target}' is in the undeclared local domain '{t_domain}'; use an address in a declared mail domain",
+                    value="me@example.org",
+                )
         graph[addr] = tuple(normalised)
     # Targets inside our own domains must end in a mailbox: an account, another alias or a catch-all.
     catch_alls = {a[1:] for a in graph if a.startswith("@")}
     for addr, targets in graph.items():
         for target in targets:
             t_domain = target.rpartition("@")[2]
-            if t_domain in declared and target not in account_addrs and target not in graph and t_domain not in catch_alls:
-                yield problem(["aliases", keys[addr]], f"target '{target}' is neither an account nor an alias; the mail would bounce", set_command(["accounts", target, "password"], "<password>", secret=True))
+            if (
+                t_domain in declared
+                and target not in account_addrs
+                and target not in graph
+                and t_domain not in catch_alls
+            ):
+                yield problem(
+                    ["aliases", keys[addr]],
+                    f"target '{target}' is neither an account nor an alias; the mail would bounce",
+                    set_command(["accounts", target, "password"], "<password>", secret=True),
+                )
     yield from _alias_loops(graph, keys)
 
 
@@ -333,7 +410,7 @@ def _alias_loops(graph: Mapping[str, tuple[str, ...]], keys: Mapping[str, str]) 
     def walk(node: str, trail: list[str]) -> Iterator[list[str]]:
         for nxt in graph.get(node, ()):
             if nxt in trail:
-                yield trail[trail.index(nxt):]
+                yield trail[trail.index(nxt) :]
             elif nxt in graph:
                 yield from walk(nxt, [*trail, nxt])
 
@@ -346,7 +423,11 @@ def _alias_loops(graph: Mapping[str, tuple[str, ...]], keys: Mapping[str, str]) 
             first = min(cycle)
             i = cycle.index(first)
             ordered = cycle[i:] + cycle[:i]
-            yield problem(["aliases", keys[first]], "forms a loop: " + " -> ".join([*ordered, first]), f"pulumi config rm --path '{key_path(['aliases', keys[first]])}'")
+            yield problem(
+                ["aliases", keys[first]],
+                "forms a loop: " + " -> ".join([*ordered, first]),
+                f"pulumi config rm --path '{key_path(['aliases', keys[first]])}'",
+            )
 
 
 def relay(ctx: Context) -> Iterator[Problem]:
@@ -354,33 +435,61 @@ def relay(ctx: Context) -> Iterator[Problem]:
         return
     r = ctx.settings.relay
     if r.preset == "custom" and not r.host:
-        yield problem(["relay", "host"], "is required for a custom relay (or choose a preset: brevo, mailgun, mailgun-eu, sendgrid, ses, postmark, smtp2go)", value="smtp.example.net")
+        yield problem(
+            ["relay", "host"],
+            "is required for a custom relay (or choose a preset: brevo, mailgun, mailgun-eu, sendgrid, ses, postmark, smtp2go)",
+            value="smtp.example.net",
+        )
     if r.host and is_ip(r.host) is False:
         try:
             to_ascii(r.host)
-        except NameError_ as exc:
+        except InvalidNameError as exc:
             yield problem(["relay", "host"], str(exc))
     if r.preset == "ses" and not (r.region and re.match(r"^[a-z]{2}(-[a-z]+)+-[0-9]$", r.region)):
-        yield problem(["relay", "region"], "is required for the ses preset (an AWS region such as eu-west-1)", value="eu-west-1")
+        yield problem(
+            ["relay", "region"], "is required for the ses preset (an AWS region such as eu-west-1)", value="eu-west-1"
+        )
     if not r.username and r.preset != "sendgrid":
-        yield problem(["relay", "username"], "is required (the SMTP login from your relay provider)", value="<smtp-login>")
+        yield problem(
+            ["relay", "username"], "is required (the SMTP login from your relay provider)", value="<smtp-login>"
+        )
     if r.password is None:
-        yield problem(["relay", "password"], "is required (the relay's SMTP key or password)", set_command(["relay", "password"], "<smtp-key>", secret=True))
+        yield problem(
+            ["relay", "password"],
+            "is required (the relay's SMTP key or password)",
+            set_command(["relay", "password"], "<smtp-key>", secret=True),
+        )
     elif "mailstack:relay" not in ctx.secret_keys:
-        yield problem(["relay", "password"], "is stored in plain text; the relay password must be set with --secret", set_command(["relay", "password"], "<smtp-key>", secret=True))
+        yield problem(
+            ["relay", "password"],
+            "is stored in plain text; the relay password must be set with --secret",
+            set_command(["relay", "password"], "<smtp-key>", secret=True),
+        )
     if r.port == 465:
-        yield problem(["relay", "port"], "465 (implicit TLS) is not supported by DMS's relay setup; use 587 (STARTTLS)", value="587")
+        yield problem(
+            ["relay", "port"],
+            "465 (implicit TLS) is not supported by DMS's relay setup; use 587 (STARTTLS)",
+            value="587",
+        )
 
 
 def env(ctx: Context) -> Iterator[Problem]:
     if not ctx.ok("env"):
         return
     for key in ctx.settings.env:
-        base = ["env", key]
+        base: KeyPath = ["env", key]
         if not _ENV_KEY.match(key):
-            yield problem(base, f"'{key}' is not an environment variable name (A-Z, 0-9, _)", f"pulumi config rm --path '{key_path(base)}'")
+            yield problem(
+                base,
+                f"'{key}' is not an environment variable name (A-Z, 0-9, _)",
+                f"pulumi config rm --path '{key_path(base)}'",
+            )
         elif key in MANAGED_ENV_KEYS or key.endswith("__FILE"):
-            yield problem(base, f"{key} is managed by mailstack; set it through its mailstack key instead", f"pulumi config rm --path '{key_path(base)}'")
+            yield problem(
+                base,
+                f"{key} is managed by mailstack; set it through its mailstack key instead",
+                f"pulumi config rm --path '{key_path(base)}'",
+            )
 
 
 def tls(ctx: Context) -> Iterator[Problem]:
@@ -391,13 +500,25 @@ def tls(ctx: Context) -> Iterator[Problem]:
         provider = ctx.settings.dns.provider if ctx.ok("dns") else None
         challenge = t.challenge or ("dns-cloudflare" if provider == "cloudflare" else "http")
         if challenge == "dns-cloudflare" and provider == "manual":
-            yield problem(["tls", "challenge"], "dns-cloudflare needs dns.provider cloudflare; with manual DNS use the http challenge (port 80)", value="http")
+            yield problem(
+                ["tls", "challenge"],
+                "dns-cloudflare needs dns.provider cloudflare; with manual DNS use the http challenge (port 80)",
+                value="http",
+            )
         if t.email is not None and not _EMAIL.match(t.email):
             yield problem(["tls", "email"], f"'{t.email}' is not an email address", value="admin@example.org")
     elif t.challenge is not None or t.staging:
-        yield problem(["tls", "challenge" if t.challenge else "staging"], f"only applies to tls.mode letsencrypt (mode is {t.mode})", f"pulumi config rm --path '{key_path(['tls', 'challenge' if t.challenge else 'staging'])}'")
+        yield problem(
+            ["tls", "challenge" if t.challenge else "staging"],
+            f"only applies to tls.mode letsencrypt (mode is {t.mode})",
+            f"pulumi config rm --path '{key_path(['tls', 'challenge' if t.challenge else 'staging'])}'",
+        )
     if t.mode == "existing" and not t.path:
-        yield problem(["tls", "path"], "is required for tls.mode existing (a host directory laid out like /etc/letsencrypt)", value="/etc/letsencrypt")
+        yield problem(
+            ["tls", "path"],
+            "is required for tls.mode existing (a host directory laid out like /etc/letsencrypt)",
+            value="/etc/letsencrypt",
+        )
     if t.path is not None and not t.path.startswith("/"):
         yield problem(["tls", "path"], f"'{t.path}' must be an absolute host path", value="/etc/letsencrypt")
 
@@ -411,7 +532,11 @@ def target(ctx: Context) -> Iterator[Problem]:
     if t.kind == "local" and t.host:
         yield problem(["target", "kind"], "is local but target.host is set; did you mean kind ssh?", value="ssh")
     if t.host_key is not None and not _SSH_HOST_KEY.match(t.host_key):
-        yield problem(["target", "hostKey"], "is not an SSH public key in authorized_keys form ('ssh-ed25519 AAAA…'); read it with ssh-keyscan", value="'ssh-ed25519 AAAA...'")
+        yield problem(
+            ["target", "hostKey"],
+            "is not an SSH public key in authorized_keys form ('ssh-ed25519 AAAA…'); read it with ssh-keyscan",
+            value="'ssh-ed25519 AAAA...'",
+        )
     if t.data_dir is not None and not (t.data_dir.startswith("/") or t.data_dir.startswith("~/")):
         yield problem(["target", "dataDir"], f"'{t.data_dir}' must be an absolute path", value="/opt/mailstack")
     if ctx.ok("publicIPv6") and ctx.settings.public_ipv6 is not None and not t.docker_ipv6:
@@ -428,15 +553,25 @@ def _safe_ascii(name: str | None) -> str | None:
         return None
     try:
         return to_ascii(name)
-    except NameError_:
+    except InvalidNameError:
         return None
 
 
 def _safe_address(address: str) -> str | None:
     try:
         return normalise_address(address)
-    except NameError_:
+    except InvalidNameError:
         return None
 
 
-ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (hostname, target, dns, tls, domains, accounts, aliases, relay, env)
+ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (
+    hostname,
+    target,
+    dns,
+    tls,
+    domains,
+    accounts,
+    aliases,
+    relay,
+    env,
+)

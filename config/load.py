@@ -26,7 +26,7 @@ from config.model import (
     TOP_LEVEL_KEYS,
     RawSettings,
 )
-from config.names import NameError_, normalise_address, to_ascii
+from config.names import InvalidNameError, normalise_address, to_ascii
 from config.relay import PRESETS
 from config.settings import (
     AccountSettings,
@@ -107,9 +107,9 @@ def load_settings(
                     entries[str(entry_key)] = entry_model.model_construct()
             fields[name] = entries
             continue
-        annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        annotation: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
         try:
-            fields[name] = TypeAdapter(annotation).validate_python(value)
+            fields[name] = TypeAdapter[Any](annotation).validate_python(value)
         except ValidationError as exc:
             failed.add(name)
             problems.extend(_from_pydantic(alias, info.annotation, exc))
@@ -135,7 +135,7 @@ def _try_resolve(parsed: RawSettings, stack: str, home: str | None) -> MailSetti
     """
     try:
         return _resolve(parsed, stack, home)
-    except (NameError_, ValueError, AssertionError, KeyError):
+    except (InvalidNameError, ValueError, AssertionError, KeyError):
         return None
 
 

@@ -21,7 +21,7 @@ DEFAULT_LOCAL_DATA_DIR = "~/.mailstack/{stack}"
 DEFAULT_MX_PRIORITY = 10
 DEFAULT_TTL = 3600
 DEFAULT_DKIM_SELECTOR = "mail"
-DEFAULT_DKIM_BITS = 2048
+DEFAULT_DKIM_BITS: Literal[2048] = 2048
 DEFAULT_DMARC_POLICY: DmarcPolicy = "quarantine"
 DEFAULT_SPF_POLICY: SpfPolicy = "-all"
 # A 1 GB Pi: the minimal profile (no ClamAV/Amavis/Rspamd) lives well inside 768 MB; Rspamd and its
@@ -209,6 +209,4 @@ class RawSettings(_Model):
     updates: Updates = Updates()
 
 
-TOP_LEVEL_KEYS: tuple[str, ...] = tuple(
-    (f.alias or name) for name, f in RawSettings.model_fields.items()
-)
+TOP_LEVEL_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in RawSettings.model_fields.items())

@@ -11,7 +11,7 @@ import idna
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
 
-class NameError_(ValueError):
+class InvalidNameError(ValueError):
     """A name that is not a valid host or domain name."""
 
 
@@ -19,25 +19,25 @@ def to_ascii(name: str) -> str:
     """Normalise a host/domain name to lowercase A-labels, without a trailing dot.
 
     Raises:
-        NameError_: the name is empty, has an empty label, a label over 63 bytes, is over 253 bytes,
+        InvalidNameError: the name is empty, has an empty label, a label over 63 bytes, is over 253 bytes,
             is an IP address, or is not valid IDNA (RFC 5891).
     """
     text = name.strip().rstrip(".")
     if not text:
-        raise NameError_("is empty")
+        raise InvalidNameError("is empty")
     try:
         ipaddress.ip_address(text)
     except ValueError:
         pass
     else:
-        raise NameError_(f"'{name}' is an IP address; a host name is required here")
+        raise InvalidNameError(f"'{name}' is an IP address; a host name is required here")
     try:
         ascii_name = idna.encode(text, uts46=True).decode("ascii").lower()
     except idna.IDNAError as exc:
-        raise NameError_(f"'{name}' is not a valid domain name ({exc})") from exc
+        raise InvalidNameError(f"'{name}' is not a valid domain name ({exc})") from exc
     # idna.encode accepts a single label; length limits per RFC 1035 §2.3.4.
     if len(ascii_name) > 253:
-        raise NameError_(f"'{name}' is longer than 253 bytes")
+        raise InvalidNameError(f"'{name}' is longer than 253 bytes")
     return ascii_name
 
 
@@ -49,13 +49,13 @@ def split_address(address: str) -> tuple[str, str]:
     """Split and normalise `local@domain` (domain to A-labels, everything lowercase, as DMS does).
 
     Raises:
-        NameError_: not exactly one `@`, a bad local part or a bad domain.
+        InvalidNameError: not exactly one `@`, a bad local part or a bad domain.
     """
     local, at, domain = address.strip().rpartition("@")
     if not at or not local:
-        raise NameError_(f"'{address}' is not an email address (local@domain)")
+        raise InvalidNameError(f"'{address}' is not an email address (local@domain)")
     if not _LOCAL_PART.match(local) or len(local) > 64:
-        raise NameError_(f"'{address}' has an invalid local part '{local}'")
+        raise InvalidNameError(f"'{address}' has an invalid local part '{local}'")
     return local.lower(), to_ascii(domain)
 
 
@@ -70,3 +70,7 @@ def is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# Former name, kept for modules written against it.
+NameError_ = InvalidNameError

@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks, MockCallArgs
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret, wrap_rpc_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +44,11 @@ def rsa_key_pem(bits: int, index: int) -> tuple[str, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -120,7 +122,11 @@ class RecordingMocks(Mocks):
         self.calls.append(args)
         if args.token == "cloudflare:index/getZone:getZone":
             name = plain(args.args)["filter"]["name"]
-            return {"id": hashlib.md5(name.encode()).hexdigest(), "name": name, "nameServers": ["a.ns.test", "b.ns.test"]}, None
+            return {
+                "id": hashlib.md5(name.encode()).hexdigest(),
+                "name": name,
+                "nameServers": ["a.ns.test", "b.ns.test"],
+            }, None
         if args.token == "docker:index/getRegistryImage:getRegistryImage":
             return {"sha256Digest": "sha256:" + hashlib.sha256(str(plain(args.args)).encode()).hexdigest()}, None
         return {}, None
@@ -132,7 +138,7 @@ class RecordingMonitor(MockMonitor):
         self.registrations: list[Registration] = []
         self.outputs: dict[str, dict[str, Any]] = {}
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             urn = self.make_urn(request.parent, request.type, request.name)
@@ -159,7 +165,7 @@ class RecordingMonitor(MockMonitor):
             )
         return response
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         self.outputs[request.urn] = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
         return super().RegisterResourceOutputs(request)
 
@@ -243,7 +249,9 @@ def run_program(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     pulumi.runtime.reset_options()
-    pulumi.runtime.set_all_config({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in config.items()}, list(secret_keys))
+    pulumi.runtime.set_all_config(
+        {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in config.items()}, list(secret_keys)
+    )
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"mailstack.test.{id(monitor)}")
