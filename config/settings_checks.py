@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from config import record_checks
 from config.errors import Problem
 from config.settings import MailSettings
 
 SettingsCheck = Callable[[MailSettings], Iterable[Problem]]
 
-ALL: tuple[SettingsCheck, ...] = ()
+ALL: tuple[SettingsCheck, ...] = (*record_checks.ALL,)
