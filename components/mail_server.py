@@ -1,0 +1,214 @@
+"""docker-mailserver on the host: image, protected volumes, config files, the container, Watchtower."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from components.dkim_keys import DkimKeys
+from components.host_target import HostTarget
+from components.tls import Tls, TlsArgs
+from config import dms_files
+from config.dms_env import capabilities, dms_env, published_ports
+from config.dms_files import DkimSigner
+from config.passwords import hash_passwords
+from config.settings import MailSettings
+
+CONFIG_CONTAINER_DIR = dms_files.CONTAINER_CONFIG_DIR
+# DMS v15.1 compose.yaml healthcheck: Postfix listens on :25 once DMS finished its setup.
+HEALTHCHECK = "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"
+SIGNER_LABEL = "mailstack.signer-config-sha256"
+WATCHTOWER_LABEL = "com.centurylinklabs.watchtower.enable"
+VOLUMES = (("mail-data", "/var/mail"), ("mail-state", "/var/mail-state"), ("mail-logs", "/var/log/mail"))
+GENERATED_PASSWORD_LENGTH = 24
+"""Letters and digits only (~143 bits): no character a mail client or shell could mangle."""
+SEED_BYTES = 32
+
+
+@dataclass(frozen=True)
+class MailServerArgs:
+    settings: MailSettings
+    host: HostTarget
+    """Where the container runs and where its files are written."""
+    dkim: DkimKeys
+    """Signing keys; only `dkim.active` selectors are installed in the signer."""
+
+
+def volume_options(parent: pulumi.Resource, provider: pulumi.ProviderResource) -> pulumi.ResourceOptions:
+    """Mail volumes survive everything: no config change, replacement or `destroy` deletes mail.
+
+    `protect` makes Pulumi refuse to delete or replace them; `retain_on_delete` makes a delete
+    (after `pulumi state unprotect`) only forget them, leaving the Docker volume on the host.
+    """
+    return pulumi.ResourceOptions(parent=parent, provider=provider, protect=True, retain_on_delete=True)
+
+
+def _accounts_text(seed_b64: str, addresses: Sequence[str], passwords: Sequence[str]) -> str:
+    seed = base64.b64decode(seed_b64)
+    hashes = hash_passwords(seed, list(zip(addresses, passwords, strict=True)))
+    return dms_files.accounts_file(zip(addresses, hashes, strict=True))
+
+
+class MailServer(pulumi.ComponentResource):
+    """The DMS container and everything it needs on the host.
+
+    Files in `<dataDir>/config` (mounted at /tmp/docker-mailserver) are written before the
+    container exists, because DMS shuts down on first start without an account. Account, alias,
+    quota, relay and certificate files are watched by DMS's change detector, so changing them never
+    touches the container. The DKIM signer's files are not (OpenDKIM) or need DMS's start-up chown
+    (Rspamd): a label carrying their fingerprint replaces the container when they change.
+    """
+
+    container_name: pulumi.Output[str]
+    """Name of the DMS container (`docker exec -it <name> setup email list`)."""
+    generated_passwords: pulumi.Output[dict[str, str]]
+    """Secret: address → password, for accounts configured without one."""
+
+    def __init__(self, name: str, args: MailServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mailstack:index:MailServer", name, None, opts)
+        settings, host, dkim = args.settings, args.host, args.dkim
+        child = pulumi.ResourceOptions(parent=self)
+        config_dir = f"{host.data_dir}/config"
+
+        def write(role: str, relative_path: str, text: pulumi.Input[str]) -> pulumi.Resource:
+            return host.write_file(f"{name}-{role}", f"{config_dir}/{relative_path}", text, child)
+
+        # Accounts: hashes with a salt derived from a per-stack secret seed, so an unchanged config
+        # produces byte-identical text (no diff, no rewrite) -- see config/passwords.py.
+        seed = random.RandomBytes(f"{name}-hash-seed", length=SEED_BYTES, opts=child)
+        generated = {
+            a.address: random.RandomPassword(
+                f"{name}-password-{a.address}", length=GENERATED_PASSWORD_LENGTH, special=False, opts=child
+            )
+            for a in settings.accounts
+            if a.password is None
+        }
+        addresses = [a.address for a in settings.accounts]
+        passwords = [
+            generated[a.address].result if a.password is None else pulumi.Output.secret(a.password.get_secret_value())
+            for a in settings.accounts
+        ]
+        accounts_text = pulumi.Output.all(seed.base64, *passwords).apply(
+            lambda v: _accounts_text(v[0], addresses, v[1:])
+        )
+        files = [
+            write("accounts", dms_files.ACCOUNTS, accounts_text),
+            write("aliases", dms_files.VIRTUAL, dms_files.virtual_file(settings.aliases)),
+            write("quotas", dms_files.QUOTAS, dms_files.quotas_file(settings.accounts)),
+        ]
+        if settings.relay is not None:
+            files.append(
+                write("relay-credentials", dms_files.SASL_PASSWORDS, dms_files.sasl_password_file(settings.relay))
+            )
+
+        # DKIM: only active selectors are installed; retired ones stay in DNS (MailDns) only.
+        signers = [DkimSigner(domain, selector, settings.domain(domain).dkim.bits) for domain, selector in dkim.active]
+        signer_texts = dms_files.signer_files(settings.profile, signers)
+        for path, text in signer_texts.items():
+            files.append(write(_role(path), path, text))
+        public_keys: dict[str, pulumi.Output[str]] = {}
+        for signer in signers:
+            path = dms_files.key_path(settings.profile, signer)
+            files.append(
+                write(
+                    f"dkim-{signer.selector}-{signer.domain}", path, dkim.private_keys[(signer.domain, signer.selector)]
+                )
+            )
+            public_keys[path] = dkim.public_keys[(signer.domain, signer.selector)]
+        signer_fingerprint = pulumi.Output.all(**public_keys).apply(
+            lambda pems: dms_files.signer_fingerprint(signer_texts, pems)
+        )
+
+        tls = Tls(f"{name}-tls", TlsArgs(settings=settings, host=host), opts=child)
+
+        docker_opts = pulumi.ResourceOptions(parent=self, provider=host.docker_provider, depends_on=host.ready)
+        image = docker.RemoteImage(f"{name}-image", name=settings.image, keep_locally=True, opts=docker_opts)
+        volumes = {
+            role: docker.Volume(
+                f"{name}-{role}",
+                name=f"mailstack-{settings.stack}-{role}",
+                opts=pulumi.ResourceOptions.merge(
+                    volume_options(self, host.docker_provider), pulumi.ResourceOptions(depends_on=host.ready)
+                ),
+            )
+            for role, _ in VOLUMES
+        }
+        caps = capabilities(settings)
+        labels = [docker.ContainerLabelArgs(label=SIGNER_LABEL, value=signer_fingerprint)]
+        if settings.watchtower:
+            labels.append(docker.ContainerLabelArgs(label=WATCHTOWER_LABEL, value="true"))
+        container = docker.Container(
+            f"{name}-container",
+            name=f"mailstack-{settings.stack}-mailserver",
+            image=image.image_id,
+            hostname=settings.hostname,
+            envs=[f"{k}={v}" for k, v in dms_env(settings)],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=p.port, external=p.port, ip=settings.ports.bind_address, protocol="tcp"
+                )
+                for p in published_ports(settings.ports)
+            ],
+            volumes=[
+                *(
+                    docker.ContainerVolumeArgs(volume_name=volumes[role].name, container_path=path)
+                    for role, path in VOLUMES
+                ),
+                docker.ContainerVolumeArgs(host_path=config_dir, container_path=CONFIG_CONTAINER_DIR),
+                docker.ContainerVolumeArgs(host_path="/etc/localtime", container_path="/etc/localtime", read_only=True),
+                *tls.volumes,
+            ],
+            capabilities=docker.ContainerCapabilitiesArgs(adds=list(caps)) if caps else None,
+            labels=labels,
+            restart="always",
+            stop_timeout=60,  # compose `stop_grace_period: 1m`: Postfix/Dovecot flush queues and indexes
+            memory=settings.memory_mb,
+            network_mode="bridge",  # explicit: the provider shows a diff on every run otherwise (pulumi-docker#1272)
+            healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD-SHELL", HEALTHCHECK], timeout="3s", retries=0),
+            opts=pulumi.ResourceOptions.merge(
+                docker_opts,
+                pulumi.ResourceOptions(
+                    depends_on=[*files, *tls.ready],
+                    # Fixed name and host ports: the old container must be gone before the new one
+                    # starts (pulumi-docker#1356). The provider neither replaces nor updates on a
+                    # healthcheck change, hence replace_on_changes.
+                    delete_before_replace=True,
+                    replace_on_changes=["healthcheck"],
+                ),
+            ),
+        )
+        if settings.watchtower:
+            watchtower_image = docker.RemoteImage(
+                f"{name}-watchtower-image", name=settings.watchtower_image, keep_locally=True, opts=docker_opts
+            )
+            docker.Container(
+                f"{name}-watchtower",
+                name=f"mailstack-{settings.stack}-watchtower",
+                image=watchtower_image.image_id,
+                # Daily, removing replaced images, and only containers labelled enable=true (the DMS
+                # container): nothing else on the host is touched (reference/tls-and-updates.md §3).
+                command=["--interval", "86400", "--cleanup", "--label-enable"],
+                volumes=[
+                    docker.ContainerVolumeArgs(host_path="/var/run/docker.sock", container_path="/var/run/docker.sock")
+                ],
+                restart="unless-stopped",
+                network_mode="bridge",
+                opts=pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(delete_before_replace=True)),
+            )
+
+        self.container_name = container.name
+        # Output.all() without arguments resolves to a list; an empty mapping must stay a mapping.
+        self.generated_passwords = pulumi.Output.secret(
+            pulumi.Output.all(**{address: pw.result for address, pw in generated.items()}) if generated else {}
+        )
+        self.register_outputs({"container_name": self.container_name, "generated_passwords": self.generated_passwords})
+
+
+def _role(path: str) -> str:
+    """Resource-name role for a signer file: `opendkim/KeyTable` → `opendkim-keytable`."""
+    return path.replace("/", "-").replace(".", "-").replace("override-d-", "").lower()
