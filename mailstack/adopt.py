@@ -1,0 +1,424 @@
+"""Adopt existing Cloudflare records: list the live records that block the stack's creates, print the imports.
+
+Cloudflare refuses to create a record when the zone already holds the same record (error 81058) or
+an A/AAAA/CNAME clash at the name (81053), and provider v6 has no "overwrite" switch. A zone that
+already receives mail (an MX, an SPF TXT, an old DKIM key) therefore stops the first `pulumi up`.
+The fix that needs no dashboard is to import each blocking record into the stack, so Pulumi owns
+it and the next `pulumi up` updates it in place:
+
+    python -m mailstack.adopt --stack prod                 # live records from the Cloudflare API
+    python -m mailstack.adopt --stack prod --live live.json  # or from a saved API answer (offline)
+
+Desired records come from the stack's config files (no Pulumi CLI, no passphrase needed); live
+records come from `GET /zones/<id>/dns_records` with the token in CLOUDFLARE_API_TOKEN, or from a
+JSON file of that answer. See docs/dns.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+
+from config import ConfigError, MailSettings, load_settings
+from config.records import RecordSpec, dkim_record, dkim_selectors, parse_txt, static_records
+from mailstack.stackfile import StackFileError, load_stack
+
+API = "https://api.cloudflare.com/client/v4"
+TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+RECORD_TYPE = "cloudflare:index/dnsRecord:DnsRecord"
+COMPONENT_TYPE = "mailstack:index:MailDns"
+DEFAULT_COMPONENT = "dns"
+"""The MailDns resource name in __main__.py; record resources are named `<component>-<record key>`."""
+
+
+class AdoptError(Exception):
+    """Input that cannot be used: no stack file, bad JSON, no token, an API error."""
+
+
+@dataclass(frozen=True)
+class LiveRecord:
+    """A record as the Cloudflare API lists it, with its content in the logical form of RecordSpec."""
+
+    id: str
+    zone: str
+    zone_id: str
+    name: str
+    type: str
+    content: str
+    priority: int | None
+    comment: str
+
+    @property
+    def key(self) -> str:
+        return RecordSpec(self.zone, self.name, self.type, self.content, self.priority, 0, "").key
+
+    def describe(self) -> str:
+        prio = f"{self.priority} " if self.priority is not None and self.type in ("MX", "SRV") else ""
+        return f"{self.type} {self.name} {prio}{self.content}"
+
+
+@dataclass
+class Plan:
+    """What to do about each live record that stands in the way."""
+
+    imports: list[tuple[RecordSpec, LiveRecord]] = field(default_factory=list)
+    """Live records with the identity of a desired record: import, then `pulumi up` updates them."""
+    deletes: list[tuple[LiveRecord, str]] = field(default_factory=list)
+    """Live records that must go (a CNAME where mail records go, a second copy): record and reason."""
+    stale: list[LiveRecord] = field(default_factory=list)
+    """Live MX records at a mail domain that the stack does not publish (an old provider?)."""
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+def stack_settings(project_dir: Path, stack: str) -> tuple[MailSettings, str]:
+    """The stack's resolved settings and project name, read from its config files (secrets stay closed)."""
+    try:
+        config = load_stack(project_dir, stack, passphrase=None)
+    except StackFileError as err:
+        raise AdoptError(str(err)) from None
+    try:
+        settings = load_settings(config.raw, secret_keys=config.secret_keys, stack=stack)
+    except ConfigError as err:
+        raise AdoptError(str(err)) from None
+    return settings, config.project
+
+
+def desired_records(settings: MailSettings) -> list[RecordSpec]:
+    """Every record the stack creates; DKIM content is left empty (its identity does not depend on it)."""
+    dkim = [
+        dkim_record(settings, domain, selector, "")
+        for domain in settings.domains
+        for selector in dkim_selectors(domain)
+    ]
+    return [*static_records(settings), *dkim]
+
+
+def _zone_of(name: str, zones: Iterable[str]) -> str | None:
+    matches = [z for z in zones if name == z or name.endswith("." + z)]
+    return max(matches, key=len) if matches else None
+
+
+def live_record(item: Mapping[str, Any], zones: Iterable[str], zone_ids: Mapping[str, str]) -> LiveRecord | None:
+    """One API record in logical form; None for records outside the stack's zones.
+
+    Raises:
+        AdoptError: the record lacks `id`, `name` or `type`.
+    """
+    try:
+        record_id, name, rtype = str(item["id"]), str(item["name"]).rstrip(".").lower(), str(item["type"]).upper()
+    except KeyError as err:
+        raise AdoptError(f"live record without {err}: {json.dumps(item)[:200]}") from None
+    zone = str(item.get("zone_name") or "") or _zone_of(name, zones)
+    if zone is None or zone not in zones:
+        return None
+    zone_id = str(item.get("zone_id") or zone_ids.get(zone, ""))
+    content = str(item.get("content") or "")
+    priority = item.get("priority")
+    data = item.get("data") or {}
+    if rtype == "TXT":
+        # Content that is not valid quoted strings is kept as stored.
+        with contextlib.suppress(dns.exception.DNSException):
+            content = parse_txt(content)
+    elif rtype in ("MX", "CNAME"):
+        content = content.rstrip(".").lower()
+    elif rtype == "SRV":
+        if data:
+            priority = data.get("priority", priority)
+            content = f"{int(data.get('weight', 0))} {int(data.get('port', 0))} {str(data.get('target', '.')).rstrip('.') or '.'}"
+        else:
+            # Cloudflare lists SRV content as "<weight> <port> <target>" (tab or space separated).
+            parts = content.split()
+            if len(parts) == 3:
+                content = f"{parts[0]} {parts[1]} {parts[2].rstrip('.') or '.'}"
+    return LiveRecord(
+        id=record_id,
+        zone=zone,
+        zone_id=zone_id,
+        name=name,
+        type=rtype,
+        content=content,
+        priority=int(priority) if isinstance(priority, (int, float)) and rtype in ("MX", "SRV") else None,
+        comment=str(item.get("comment") or ""),
+    )
+
+
+def parse_live(data: object, zones: Iterable[str], zone_ids: Mapping[str, str]) -> list[LiveRecord]:
+    """Live records from JSON: a list of API records, an API answer (`{"result": [...]}`), or zone → either.
+
+    Raises:
+        AdoptError: the JSON has none of these shapes.
+    """
+    zones = list(zones)
+    items: list[Mapping[str, Any]] = []
+
+    def collect(value: object, zone: str | None) -> None:
+        if isinstance(value, Mapping) and "result" in value:
+            collect(value["result"], zone)
+        elif isinstance(value, list):
+            for item in value:
+                if not isinstance(item, Mapping):
+                    raise AdoptError(f"live records: expected objects, found {type(item).__name__}")
+                items.append({**item, "zone_name": item.get("zone_name") or zone} if zone else item)
+        elif isinstance(value, Mapping) and zone is None:
+            for key, sub in value.items():
+                collect(sub, str(key).rstrip(".").lower())
+        else:
+            raise AdoptError("live records: expected a list of records, an API answer or zone → records")
+
+    collect(data, None)
+    out = [live_record(item, zones, zone_ids) for item in items]
+    return [r for r in out if r is not None]
+
+
+Fetch = Callable[[str, str], Any]
+"""(url, token) → decoded JSON answer."""
+
+
+def http_get(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as err:
+        body = err.read().decode(errors="replace")[:500]
+        raise AdoptError(f"Cloudflare API {err.code} for {url}: {body}") from None
+    except urllib.error.URLError as err:
+        raise AdoptError(f"Cloudflare API unreachable ({err.reason})") from None
+
+
+def fetch_live(
+    zones: Iterable[str], zone_ids: Mapping[str, str], token: str, fetch: Fetch = http_get
+) -> list[LiveRecord]:
+    """Every record of the zones from the API (zone ids looked up by name where the config has none)."""
+    zones = sorted(zones)
+    ids = dict(zone_ids)
+    for zone in zones:
+        if zone not in ids:
+            answer = fetch(f"{API}/zones?{urllib.parse.urlencode({'name': zone})}", token)
+            results = answer.get("result") or []
+            if not results:
+                raise AdoptError(f"zone {zone} is not visible with this token (needs Zone:Zone:Read)")
+            ids[zone] = str(results[0]["id"])
+    records: list[LiveRecord] = []
+    for zone in zones:
+        page = 1
+        while True:
+            query = urllib.parse.urlencode({"per_page": 100, "page": page})
+            answer = fetch(f"{API}/zones/{ids[zone]}/dns_records?{query}", token)
+            items = [{**item, "zone_name": zone, "zone_id": ids[zone]} for item in answer.get("result") or []]
+            records += parse_live(items, zones, ids)
+            info = answer.get("result_info") or {}
+            if page >= int(info.get("total_pages") or 1):
+                break
+            page += 1
+    return records
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+
+def managed_comment(stack: str) -> str:
+    """The comment MailDns puts on every record it creates (components/mail_dns.py)."""
+    return f"managed by mailstack (stack {stack})"
+
+
+def make_plan(desired: Sequence[RecordSpec], live: Sequence[LiveRecord], stack: str) -> Plan:
+    """Match live records to desired ones by identity (type, name, MX exchange, TXT `v=` tag).
+
+    Records this stack created itself (its comment) are already in the state and are left alone.
+    """
+    plan = Plan()
+    by_key = {r.key: r for r in desired}
+    desired_names = {r.name for r in desired}
+    mx_names = {r.name for r in desired if r.type == "MX"}
+    taken: set[str] = set()
+    for record in sorted(live, key=lambda r: (r.zone, r.name, r.type, r.content, r.id)):
+        if record.comment == managed_comment(stack):
+            continue
+        want = by_key.get(record.key)
+        if want is not None:
+            if record.key in taken:
+                plan.deletes.append((record, f"a second {record.type} with the identity of {want.name}'s record"))
+            else:
+                taken.add(record.key)
+                plan.imports.append((want, record))
+        elif record.type == "CNAME" and record.name in desired_names:
+            plan.deletes.append((record, "a CNAME cannot coexist with the mail records at this name (RFC 1034 §3.6.2)"))
+        elif record.type == "MX" and record.name in mx_names:
+            plan.stale.append(record)
+    return plan
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def component_urn(stack: str, project: str, component: str) -> str:
+    return f"urn:pulumi:{stack}::{project}::{COMPONENT_TYPE}::{component}"
+
+
+def import_command(stack: str, project: str, component: str, want: RecordSpec, live: LiveRecord) -> str:
+    """`pulumi import` for one record, into the MailDns component, as the program names it."""
+    parent = f"{component}={component_urn(stack, project, component)}"
+    return shlex.join(
+        [
+            "pulumi",
+            "import",
+            "--stack",
+            stack,
+            RECORD_TYPE,
+            f"{component}-{want.key}",
+            f"{live.zone_id}/{live.id}",
+            "--parent",
+            parent,
+            # The program does not protect DNS records; an imported record should not differ.
+            "--protect=false",
+            "--generate-code=false",
+        ]
+    )
+
+
+def import_file(plan: Plan, component: str) -> dict[str, object]:
+    """A `pulumi import --file` document that also creates the MailDns component as a placeholder.
+
+    For a stack that has never run `pulumi up`: `--parent` needs the component in the state, an
+    import file can create it (pulumi/pulumi#14461, #15633).
+    """
+    resources: list[dict[str, object]] = [{"type": COMPONENT_TYPE, "name": component, "component": True}]
+    for want, live in plan.imports:
+        resources.append(
+            {
+                "type": RECORD_TYPE,
+                "name": f"{component}-{want.key}",
+                "id": f"{live.zone_id}/{live.id}",
+                "parent": component,
+            }
+        )
+    return {"resources": resources}
+
+
+def _delete_command(record: LiveRecord) -> str:
+    url = f"{API}/zones/{record.zone_id}/dns_records/{record.id}"
+    return f'curl -fsS -X DELETE -H "Authorization: Bearer ${TOKEN_ENV}" {shlex.quote(url)}'
+
+
+def render_plan(plan: Plan, *, stack: str, project: str, component: str, file: str | None = None) -> str:
+    """The report: conflicts, the exact commands, and what to do next."""
+    lines: list[str] = []
+    if not (plan.imports or plan.deletes or plan.stale):
+        return f"# stack {stack}: no live record conflicts with the records the stack creates; run `pulumi up`.\n"
+    if plan.imports:
+        lines.append(f"# {len(plan.imports)} live record(s) have the identity of a record stack {stack} creates;")
+        lines.append("# import them so the stack owns them (the next `pulumi up` then updates them in place):")
+        for want, live in plan.imports:
+            lines.append(f"#   {live.describe()}  (id {live.id})  ->  {want.type} {want.name}: {want.purpose}")
+        if file is not None:
+            lines.append(f"# {file} holds them with the MailDns component as a placeholder parent, for a stack")
+            lines.append("# that has never run `pulumi up`:")
+            lines.append(
+                shlex.join(
+                    ["pulumi", "import", "--stack", stack, "--file", file, "--protect=false", "--generate-code=false"]
+                )
+            )
+        else:
+            lines.append("# (--parent needs the MailDns component in the state: it is there once `pulumi up` has")
+            lines.append("#  run, even a failed one; before the first `pulumi up`, use --import-file instead)")
+            lines += [import_command(stack, project, component, want, live) for want, live in plan.imports]
+    if plan.deletes:
+        lines.append("# These live records must be removed before the stack can create its own:")
+        for live, reason in plan.deletes:
+            lines.append(f"#   {live.describe()}: {reason}")
+            lines.append(_delete_command(live))
+    if plan.stale:
+        lines.append("# Live MX records the stack does not publish (an old mail provider?); mail delivered there")
+        lines.append("# never reaches this server. Remove them unless they are a backup MX you forgot to configure:")
+        for live in plan.stale:
+            lines.append(f"#   {live.describe()}")
+            lines.append(f"# {_delete_command(live)}")
+    lines.append(f"# Then: pulumi up --stack {stack}")
+    return "\n".join(lines) + "\n"
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mailstack.adopt",
+        description="List live Cloudflare records that block the stack's records and print the `pulumi import` "
+        "commands that adopt them.",
+    )
+    parser.add_argument("--stack", required=True, help="stack name (reads Pulumi.<stack>.yaml)")
+    parser.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+    parser.add_argument(
+        "--live",
+        metavar="FILE",
+        help="JSON of the zones' live records (a Cloudflare list-records answer, a list of records, or zone → "
+        f"records); without it, the API is asked with the token in {TOKEN_ENV}",
+    )
+    parser.add_argument(
+        "--import-file",
+        metavar="FILE",
+        help="write a `pulumi import --file` document (with the MailDns component as placeholder) instead of "
+        "one command per record: for a stack that has never run `pulumi up`",
+    )
+    parser.add_argument("--component", default=DEFAULT_COMPONENT, help="name of the MailDns resource (default: dns)")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None, fetch: Fetch = http_get
+) -> int:
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    try:
+        settings, project = stack_settings(Path(args.project_dir), args.stack)
+        if settings.dns_provider != "cloudflare":
+            print(f"# stack {args.stack} uses manual DNS: nothing to adopt (publish the zoneFile output yourself).")
+            return 0
+        desired = desired_records(settings)
+        zones = sorted({r.zone for r in desired})
+        zone_ids = {d.zone: d.zone_id for d in settings.domains if d.zone_id}
+        if args.live:
+            try:
+                data = json.loads(Path(args.live).read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise AdoptError(f"{args.live}: {err}") from None
+            live = parse_live(data, zones, zone_ids)
+        else:
+            token = env.get(TOKEN_ENV)
+            if not token:
+                raise AdoptError(f"set {TOKEN_ENV} (Zone:DNS:Read and Zone:Zone:Read), or pass --live FILE")
+            live = fetch_live(zones, zone_ids, token, fetch)
+        missing = sorted({r.zone for r in live if not r.zone_id})
+        if missing:
+            raise AdoptError(
+                f"no zone id for {', '.join(missing)}: set mailstack:domains.<d>.zoneId or include zone_id"
+            )
+        plan = make_plan(desired, live, args.stack)
+        if args.import_file and plan.imports:
+            Path(args.import_file).write_text(json.dumps(import_file(plan, args.component), indent=2) + "\n")
+        sys.stdout.write(
+            render_plan(plan, stack=args.stack, project=project, component=args.component, file=args.import_file)
+        )
+    except AdoptError as err:
+        print(f"mailstack adopt: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
