@@ -1,0 +1,888 @@
+"""`verify` against real servers on loopback: knotd for DNS, TLS listeners and aiosmtpd for the ports.
+
+Nothing here leaves 127.0.0.0/8: the autouse `loopback_only` fixture makes any other connection
+fail the test, and every server is started and stopped by a fixture.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import ipaddress
+import json
+import os
+import re
+import socket
+import socketserver
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.reversename
+import pytest
+from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from mailstack import verify
+from tests.dnsserver import KnotServer, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "mail.example.com"
+IPV4 = "203.0.113.25"
+IPV6 = "2001:db8::25"
+NS1 = "127.0.0.2"
+NS2 = "127.0.0.3"
+TTL = 3600
+
+# -- the stack under test: outputs JSON and the matching zone texts ------------------------------
+
+
+@functools.cache
+def dkim_key(seed: int = 0) -> str:
+    """A real 2048-bit RSA public key, base64 SubjectPublicKeyInfo as OpenDKIM publishes it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+def record(
+    zone: str, name: str, rtype: str, content: str, priority: int | None = None, *, purpose: str = ""
+) -> dict[str, Any]:
+    return {
+        "zone": zone,
+        "name": name,
+        "type": rtype,
+        "content": content,
+        "priority": priority,
+        "ttl": TTL,
+        "purpose": purpose,
+    }
+
+
+def domain_records(
+    domain: str,
+    *,
+    key: str | None = None,
+    spf: str = "v=spf1 mx -all",
+    dmarc: str | None = None,
+    selector: str = "mail",
+) -> list[dict[str, Any]]:
+    """What the stack outputs for one mail domain (same shapes as the real dnsRecords output)."""
+    return [
+        record(domain, domain, "MX", HOST, 10, purpose="inbound mail goes to the server"),
+        record(domain, domain, "TXT", spf, purpose="SPF"),
+        record(
+            domain, f"{selector}._domainkey.{domain}", "TXT", f"v=DKIM1; k=rsa; p={key or dkim_key()}", purpose="DKIM"
+        ),
+        record(domain, f"_dmarc.{domain}", "TXT", dmarc or f"v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}"),
+        record(domain, f"_submissions._tcp.{domain}", "SRV", f"1 465 {HOST}", 0, purpose="RFC 8314 submission"),
+        record(domain, f"_imaps._tcp.{domain}", "SRV", f"1 993 {HOST}", 0, purpose="RFC 6186 IMAP"),
+        record(domain, f"_submission._tcp.{domain}", "SRV", "0 0 .", 0, purpose="plaintext submission disabled"),
+    ]
+
+
+def host_records(ipv4: str = IPV4, ipv6: str = IPV6) -> list[dict[str, Any]]:
+    return [record("example.com", HOST, "A", ipv4), record("example.com", HOST, "AAAA", ipv6)]
+
+
+def outputs(records: Sequence[Mapping[str, Any]], ipv4: str | None = IPV4, ipv6: str | None = IPV6) -> dict[str, Any]:
+    return {"hostname": HOST, "publicIPv4": ipv4, "publicIPv6": ipv6, "dnsRecords": list(records)}
+
+
+def quoted(text: str) -> str:
+    """TXT rdata in zone syntax, split into 255-byte strings as a DNS host does."""
+    return " ".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
+
+
+def rr(rec: Mapping[str, Any]) -> str:
+    """One output record as a zone-file line (written here by hand, independently of verify's code)."""
+    name, rtype, content = rec["name"], rec["type"], rec["content"]
+    if rtype == "TXT":
+        data = quoted(content)
+    elif rtype == "MX":
+        data = f"{rec['priority']} {content}."
+    elif rtype == "SRV":
+        weight, port, target = content.split()
+        data = f"{rec['priority']} {weight} {port} {target if target == '.' else target + '.'}"
+    else:
+        data = content
+    return f"{name}. {TTL} IN {rtype} {data}"
+
+
+def zone(
+    origin: str,
+    records: Sequence[Mapping[str, Any]] = (),
+    *,
+    ns: Sequence[tuple[str, str]] = (("ns1", NS1),),
+    serial: int = 1,
+    extra: Sequence[str] = (),
+) -> str:
+    """Zone text: SOA, NS with glue inside the zone, the records of this zone, extra lines."""
+    lines = [
+        f"$ORIGIN {origin}.",
+        "$TTL 300",
+        f"@ SOA {ns[0][0]} hostmaster {serial} 3600 600 86400 300",
+        *(f"@ NS {name}" for name, _ in ns),
+        *(f"{name} A {address}" for name, address in ns),
+        *(rr(r) for r in records if r["zone"] == origin),
+        *extra,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def reverse_zones(ptr: str = HOST) -> dict[str, str]:
+    """PTR zones for IPV4 and IPV6."""
+    v4 = dns.reversename.from_address(IPV4).to_text()
+    v6 = dns.reversename.from_address(IPV6).to_text()
+    return {
+        "113.0.203.in-addr.arpa": zone("113.0.203.in-addr.arpa", extra=[f"{v4} PTR {ptr}."]),
+        "8.b.d.0.1.0.0.2.ip6.arpa": zone("8.b.d.0.1.0.0.2.ip6.arpa", extra=[f"{v6} PTR {ptr}."]),
+    }
+
+
+def good_stack() -> tuple[dict[str, Any], dict[str, str]]:
+    """Two mail domains; another.com sends DMARC reports to example.com, which authorizes them."""
+    example = domain_records("example.com")
+    another = domain_records("another.com", dmarc="v=DMARC1; p=reject; rua=mailto:dmarc@example.com")
+    authorization = record("example.com", "another.com._report._dmarc.example.com", "TXT", "v=DMARC1")
+    records = [*example, *host_records(), authorization, *another]
+    zones = {"example.com": zone("example.com", records), "another.com": zone("another.com", records)}
+    return outputs(records), {**zones, **reverse_zones()}
+
+
+# -- running verify ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    code: int
+    report: dict[str, Any]
+
+    @property
+    def findings(self) -> list[dict[str, Any]]:
+        return list(self.report["findings"])
+
+    def statuses(self) -> dict[tuple[str, str], str]:
+        """(check, subject) → status; a subject reported twice keeps both statuses joined by `+`."""
+        out: dict[tuple[str, str], str] = {}
+        for f in self.findings:
+            key = (f["check"], f["subject"])
+            out[key] = f"{out[key]}+{f['status']}" if key in out else f["status"]
+        return out
+
+    def problems(self) -> dict[tuple[str, str], str]:
+        return {k: v for k, v in self.statuses().items() if v != "ok"}
+
+    def one(self, check: str, subject: str) -> dict[str, Any]:
+        matches = [f for f in self.findings if f["check"] == check and f["subject"] == subject]
+        assert len(matches) == 1, (check, subject, matches)
+        return matches[0]
+
+
+def run_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: Mapping[str, Any], *args: str) -> Run:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(data))
+    code = verify.main(["--outputs", str(path), "--json", "--timeout", "1", *args])
+    out = capsys.readouterr().out
+    return Run(code, json.loads(out))
+
+
+def dns_args(server: KnotServer) -> list[str]:
+    """Resolver = the knotd (it answers authoritatively for every zone it serves); NS discovery on."""
+    return ["--resolver", f"{server.address}:{server.port}", "--ns-port", str(server.port)]
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test on any connection or datagram to an address outside loopback."""
+
+    def check(address: object) -> None:
+        host = address[0] if isinstance(address, tuple) else None
+        if isinstance(host, str) and not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+            raise AssertionError(f"test tried to reach {host}: only loopback is allowed")
+
+    for method in ("connect", "connect_ex"):
+        original = getattr(socket.socket, method)
+
+        def guarded(self: socket.socket, address: object, _original: Any = original) -> Any:
+            check(address)
+            return _original(self, address)
+
+        monkeypatch.setattr(socket.socket, method, guarded)
+    original_sendto = socket.socket.sendto
+
+    def guarded_sendto(self: socket.socket, data: bytes, *rest: Any) -> int:
+        check(rest[-1])
+        return original_sendto(self, data, *rest)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(socket.socket, "sendto", guarded_sendto)
+
+
+@pytest.fixture
+def knot() -> Iterator[Callable[..., KnotServer]]:
+    """Factory for knotd instances; every one is stopped when the test ends."""
+    with ExitStack() as stack:
+
+        def start(zones: Mapping[str, str], address: str = NS1, port: int | None = None) -> KnotServer:
+            return stack.enter_context(KnotServer(zones, address=address, port=port))
+
+        yield start
+
+
+@dataclass(frozen=True)
+class Cert:
+    cert: Path
+    key: Path
+
+
+def make_cert(
+    directory: Path,
+    name: str,
+    *,
+    hostname: str = HOST,
+    not_before: dt.timedelta = dt.timedelta(days=-1),
+    not_after: dt.timedelta = dt.timedelta(days=90),
+) -> Cert:
+    """A self-signed certificate (its own CA) for `hostname`, valid relative to now."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + not_before)
+        .not_valid_after(now + not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    paths = Cert(directory / f"{name}.crt", directory / f"{name}.key")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+def server_context(cert: Cert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert.cert, cert.key)
+    return context
+
+
+class TlsListener:
+    """An implicit-TLS server on loopback that sends a greeting line (SMTPS 465 or IMAPS 993 style)."""
+
+    def __init__(self, cert: Cert, greeting: bytes) -> None:
+        context = server_context(cert)
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.settimeout(5)
+                try:
+                    with context.wrap_socket(self.request, server_side=True) as tls:
+                        tls.sendall(greeting)
+                        tls.recv(1024)
+                except (OSError, ssl.SSLError):
+                    pass  # the client rejected our certificate: that is what some tests want
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class Sink:
+    """aiosmtpd handler that accepts and drops mail (verify never sends any)."""
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+
+@dataclass
+class MailPorts:
+    """Where the three mail services listen, and the CA file that trusts their certificate."""
+
+    smtp: int
+    smtps: int
+    imaps: int
+    cafile: Path
+
+    def args(self) -> list[str]:
+        return [
+            "--address",
+            "127.0.0.1",
+            "--port-map",
+            f"25={self.smtp},465={self.smtps},993={self.imaps}",
+            "--cafile",
+            str(self.cafile),
+        ]
+
+
+@pytest.fixture
+def mail_ports(tmp_path: Path) -> Iterator[Callable[..., MailPorts]]:
+    """Factory: SMTP with STARTTLS (aiosmtpd) on one port and two implicit-TLS listeners."""
+    with ExitStack() as stack:
+
+        def start(cert: Cert | None = None, *, starttls: bool = True) -> MailPorts:
+            cert = cert or make_cert(tmp_path, "good")
+            port = free_port("127.0.0.1")
+            smtp = Controller(
+                Sink(),
+                hostname="127.0.0.1",
+                port=port,
+                server_hostname=HOST,
+                tls_context=server_context(cert) if starttls else None,
+            )
+            smtp.start()
+            stack.callback(smtp.stop)
+            listeners = [
+                TlsListener(cert, b"220 " + HOST.encode() + b" ESMTP\r\n"),
+                TlsListener(cert, b"* OK IMAP\r\n"),
+            ]
+            for listener in listeners:
+                stack.callback(listener.stop)
+            return MailPorts(port, listeners[0].port, listeners[1].port, cert.cert)
+
+        yield start
+
+
+# -- the proofs ----------------------------------------------------------------------------------
+
+EXPECTED_GOOD = {
+    ("nameservers", "NS another.com"),
+    ("nameservers", "NS example.com"),
+    ("records", "MX example.com"),
+    ("records", "TXT example.com"),
+    ("records", "TXT mail._domainkey.example.com"),
+    ("records", "TXT _dmarc.example.com"),
+    ("records", "SRV _submissions._tcp.example.com"),
+    ("records", "SRV _imaps._tcp.example.com"),
+    ("records", "SRV _submission._tcp.example.com"),
+    ("records", f"A {HOST}"),
+    ("records", f"AAAA {HOST}"),
+    ("records", "TXT another.com._report._dmarc.example.com"),
+    ("records", "MX another.com"),
+    ("records", "TXT another.com"),
+    ("records", "TXT mail._domainkey.another.com"),
+    ("records", "TXT _dmarc.another.com"),
+    ("records", "SRV _submissions._tcp.another.com"),
+    ("records", "SRV _imaps._tcp.another.com"),
+    ("records", "SRV _submission._tcp.another.com"),
+    ("spf", "SPF example.com"),
+    ("spf", f"SPF example.com permits {IPV4}"),
+    ("spf", f"SPF example.com permits {IPV6}"),
+    ("spf", "SPF another.com"),
+    ("spf", f"SPF another.com permits {IPV4}"),
+    ("spf", f"SPF another.com permits {IPV6}"),
+    ("dkim", "DKIM mail (mail._domainkey.example.com)"),
+    ("dkim", "DKIM mail (mail._domainkey.another.com)"),
+    ("dmarc", "DMARC example.com"),
+    ("dmarc", "DMARC another.com"),
+    ("dmarc", "DMARC reports to example.com"),
+    ("mx", f"MX example.com → {HOST}"),
+    ("mx", f"MX another.com → {HOST}"),
+    ("mx", f"A {HOST}"),
+    ("mx", f"AAAA {HOST}"),
+    ("ptr", f"PTR {IPV4}"),
+    ("ptr", f"PTR {IPV6}"),
+}
+
+
+def port_subjects(ports: MailPorts) -> set[tuple[str, str]]:
+    return {
+        ("ports", f"port 25 (SMTP with STARTTLS) at 127.0.0.1:{ports.smtp}"),
+        ("ports", f"port 465 (SMTP submission over implicit TLS) at 127.0.0.1:{ports.smtps}"),
+        ("ports", f"port 993 (IMAP over implicit TLS) at 127.0.0.1:{ports.imaps}"),
+        ("tls", f"certificate on port 25 at 127.0.0.1:{ports.smtp}"),
+        ("tls", f"certificate on port 465 at 127.0.0.1:{ports.smtps}"),
+        ("tls", f"certificate on port 993 at 127.0.0.1:{ports.imaps}"),
+    }
+
+
+def test_all_good_with_ns_discovery_ports_and_certificates(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    knot: Callable[..., KnotServer],
+    mail_ports: Callable[..., MailPorts],
+) -> None:
+    """Everything the stack says exists: exit 0 and every single check is ok."""
+    data, zones = good_stack()
+    server = knot(zones)
+    ports = mail_ports()
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), *ports.args())
+    expected = {key: "ok" for key in EXPECTED_GOOD | port_subjects(ports)}
+    assert run.statuses() == expected
+    assert run.code == 0
+    assert run.report["exit_code"] == 0
+    # NS discovery found the zone's own NS and its glue, and asked it directly on the test port.
+    assert run.one("nameservers", "NS example.com")["detail"] == f"ns1.example.com ({NS1}:{server.port}) serial 1"
+    assert run.one("spf", "SPF example.com")["detail"] == "1/10 DNS lookups, 0/2 void"
+    assert run.one("ptr", f"PTR {IPV4}")["detail"] == f"{IPV4} → {HOST} → {IPV4}"
+
+
+def skip_ports() -> list[str]:
+    return ["--skip", "ports"]
+
+
+def test_dkim_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]) -> None:
+    """The DKIM key of another.com is not published: the exact TXT to publish is the fix."""
+    data, zones = good_stack()
+    published = [r for r in data["dnsRecords"] if r["name"] != "mail._domainkey.another.com"]
+    zones["another.com"] = zone("another.com", published)
+    server = knot(zones)
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), *skip_ports())
+    assert run.problems() == {
+        ("records", "TXT mail._domainkey.another.com"): "missing",
+        ("dkim", "DKIM mail (mail._domainkey.another.com)"): "missing",
+    }
+    text = f"v=DKIM1; k=rsa; p={dkim_key()}"
+    publish = f'publish mail._domainkey.another.com. 3600 IN TXT "{text[:255]}" "{text[255:]}"'
+    assert run.one("records", "TXT mail._domainkey.another.com")["fix"] == publish
+    assert run.one("dkim", "DKIM mail (mail._domainkey.another.com)")["fix"] == publish
+    assert run.code == 1
+
+
+def test_dkim_key_differs(tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]) -> None:
+    """An old key is published: the record is `different` and the DKIM check shows both keys."""
+    data, zones = good_stack()
+    published = [
+        {**r, "content": f"v=DKIM1; k=rsa; p={dkim_key(1)}"} if r["name"] == "mail._domainkey.example.com" else r
+        for r in data["dnsRecords"]
+    ]
+    zones["example.com"] = zone("example.com", published)
+    server = knot(zones)
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), *skip_ports())
+    assert run.problems() == {
+        ("records", "TXT mail._domainkey.example.com"): "different",
+        ("dkim", "DKIM mail (mail._domainkey.example.com)"): "different",
+    }
+    finding = run.one("records", "TXT mail._domainkey.example.com")
+    assert finding["found"] == [f"v=DKIM1; k=rsa; p={dkim_key(1)}"]
+    assert finding["expected"] == f"v=DKIM1; k=rsa; p={dkim_key()}"
+    old, new = dkim_key(1), dkim_key()
+    assert run.one("dkim", "DKIM mail (mail._domainkey.example.com)")["detail"] == (
+        f"published p={old[:10]}…{old[-10:]} but the server signs with p={new[:10]}…{new[-10:]}: signatures fail"
+    )
+    assert run.code == 1
+
+
+def test_spf_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]) -> None:
+    """A hand-edited SPF that lists another address: different, and the server's IPs are not permitted."""
+    data, zones = good_stack()
+    published = [
+        {**r, "content": "v=spf1 ip4:198.51.100.7 -all"} if r["name"] == "example.com" and r["type"] == "TXT" else r
+        for r in data["dnsRecords"]
+    ]
+    zones["example.com"] = zone("example.com", published)
+    server = knot(zones)
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), *skip_ports())
+    assert run.problems() == {
+        ("records", "TXT example.com"): "different",
+        ("spf", f"SPF example.com permits {IPV4}"): "fail",
+        ("spf", f"SPF example.com permits {IPV6}"): "fail",
+    }
+    fix = 'publish example.com. 3600 IN TXT "v=spf1 mx -all"'
+    assert run.one("records", "TXT example.com")["fix"] == f"{fix} (replacing v=spf1 ip4:198.51.100.7 -all)"
+    permits = run.one("spf", f"SPF example.com permits {IPV4}")
+    assert (permits["detail"], permits["fix"]) == ("SPF result for the server's address is fail", fix)
+    assert run.one("spf", "SPF example.com")["detail"] == "0/10 DNS lookups, 0/2 void"
+    assert run.code == 1
+
+
+RELAY_ZONE_LINES = [
+    # 12 DNS-querying terms in all once example.com's own `mx` and `include` are counted.
+    '_spf TXT "v=spf1 include:s1.relay.test include:s2.relay.test include:s3.relay.test -all"',
+    's1 TXT "v=spf1 a:h1.relay.test a:h2.relay.test -all"',
+    's2 TXT "v=spf1 include:s4.relay.test exists:e.relay.test -all"',
+    's4 TXT "v=spf1 ip4:192.0.2.0/24 a:h3.relay.test ~all"',
+    's3 TXT "v=spf1 mx:relay.test a:h1.relay.test ip6:2001:db8:1::/48 -all"',
+    "@ MX 10 h1",
+    "h1 A 192.0.2.1",
+    "h2 A 192.0.2.2",
+    "h3 A 192.0.2.3",
+    "e A 127.0.0.2",
+]
+
+
+def test_spf_over_the_lookup_limit_through_nested_includes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """The record matches the stack, but its includes need 12 lookups: RFC 7208 §4.6.4 permerror."""
+    spf = "v=spf1 mx include:_spf.relay.test -all"
+    records = [*domain_records("example.com", spf=spf), *host_records()]
+    data = outputs(records)
+    zones = {
+        "example.com": zone("example.com", records),
+        "relay.test": zone("relay.test", extra=RELAY_ZONE_LINES),
+        **reverse_zones(),
+    }
+    server = knot(zones)
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), *skip_ports())
+    assert run.problems() == {("spf", "SPF example.com"): "fail"}
+    finding = run.one("spf", "SPF example.com")
+    assert finding["detail"] == (
+        "12/10 DNS lookups, 0/2 void: 12 DNS-querying terms after includes and redirects (limit 10)"
+        " (RFC 7208 §4.6.4: receivers return permerror)"
+    )
+    assert finding["fix"] == "remove includes you do not send through, or replace an include with its ip4:/ip6: ranges"
+    # The server itself is still permitted: `mx` matches before the budget runs out.
+    assert run.one("spf", f"SPF example.com permits {IPV4}")["status"] == "ok"
+    assert run.code == 1
+
+
+def test_dmarc_external_rua_without_authorization(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """Reports go to a domain that does not publish `<domain>._report._dmarc.<dest>`: RFC 7489 §7.1."""
+    dmarc = "v=DMARC1; p=none; rua=mailto:agg@reports.test; ruf=mailto:dmarc@example.com"
+    records = [*domain_records("example.com", dmarc=dmarc), *host_records()]
+    data = outputs(records)
+    zones = {
+        "example.com": zone("example.com", records),
+        "reports.test": zone("reports.test", extra=['other.org._report._dmarc TXT "v=DMARC1"']),
+        **reverse_zones(),
+    }
+    server = knot(zones)
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), *skip_ports())
+    assert run.problems() == {("dmarc", "DMARC reports to reports.test"): "fail"}
+    finding = run.one("dmarc", "DMARC reports to reports.test")
+    assert finding["detail"] == (
+        "reports.test does not publish example.com._report._dmarc.reports.test: receivers drop the reports"
+        " (RFC 7489 §7.1)"
+    )
+    assert finding["fix"] == (
+        'publish example.com._report._dmarc.reports.test. 3600 IN TXT "v=DMARC1" in the zone of reports.test'
+    )
+    # ruf to the domain itself needs no authorization, so only one destination was checked.
+    assert [f["subject"] for f in run.findings if f["check"] == "dmarc"] == [
+        "DMARC example.com",
+        "DMARC reports to reports.test",
+    ]
+    assert run.code == 1
+
+
+def test_one_of_two_nameservers_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """Two knotd instances serve example.com; the new DKIM key reaches one, then both."""
+    new = domain_records("example.com")
+    old = domain_records("example.com", key=dkim_key(1))
+    data = outputs([*new, *host_records()])
+    two = (("ns1", NS1), ("ns2", NS2))
+
+    def zones(records: list[dict[str, Any]], serial: int) -> dict[str, str]:
+        return {"example.com": zone("example.com", [*records, *host_records()], ns=two, serial=serial)}
+
+    port = free_port(NS1)
+    ns1 = knot(zones(old, 1), address=NS1, port=port)
+    ns2 = knot(zones(old, 1), address=NS2, port=port)
+    args = [*dns_args(ns1), "--skip", "ports,ptr"]
+    label1, label2 = f"ns1.example.com ({NS1}:{port})", f"ns2.example.com ({NS2}:{port})"
+    subject = ("records", "TXT mail._domainkey.example.com")
+
+    before = run_verify(tmp_path, capsys, data, *args)
+    assert before.problems() == {subject: "different", ("dkim", "DKIM mail (mail._domainkey.example.com)"): "different"}
+
+    ns1.replace_zones(zones(new, 2))
+    during = run_verify(tmp_path, capsys, data, *args)
+    assert during.problems() == {subject: "propagating"}
+    assert during.one(*subject)["detail"] == (
+        f"served by {label1}; not yet by {label2} (different: v=DKIM1; k=rsa; p={dkim_key(1)})"
+    )
+    assert during.one("nameservers", "NS example.com")["detail"] == f"{label1} serial 2, {label2} serial 1"
+    assert during.code == 1
+
+    ns2.replace_zones(zones(new, 2))
+    after = run_verify(tmp_path, capsys, data, *args)
+    assert after.problems() == {}
+    assert after.code == 0
+
+
+def test_proxied_a_record(tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]) -> None:
+    """The hostname resolves to a Cloudflare proxy address (orange cloud): mail never reaches the server."""
+    data, zones = good_stack()
+    published = [{**r, "content": "104.16.132.229"} if r["type"] == "A" else r for r in data["dnsRecords"]]
+    zones["example.com"] = zone("example.com", published)
+    server = knot(zones)
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), "--skip", "ports,ptr,spf")
+    assert run.problems() == {
+        ("records", f"A {HOST}"): "different",
+        ("mx", f"A {HOST}"): "fail",
+        ("mx", f"MX example.com → {HOST}"): "fail",
+        ("mx", f"MX another.com → {HOST}"): "fail",
+    }
+    finding = run.one("mx", f"A {HOST}")
+    assert finding["detail"] == (
+        f"{HOST} resolves to Cloudflare proxy address(es) 104.16.132.229: SMTP/IMAP never reach the server"
+    )
+    assert finding["fix"] == (
+        f"set the record of {HOST} to 'DNS only' (grey cloud) at Cloudflare; mail records must not be proxied"
+    )
+    assert run.code == 1
+
+
+def test_ptr_not_pointing_at_the_hostname(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """The ISP's generic PTR: the fix names the address, the hostname and who can change it."""
+    data, zones = good_stack()
+    zones.update(reverse_zones(ptr="host-203-0-113-25.isp.test"))
+    server = knot(zones)
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), "--skip", "ports,records,spf,dkim,dmarc")
+    assert run.problems() == {("ptr", f"PTR {IPV4}"): "different", ("ptr", f"PTR {IPV6}"): "different"}
+    finding = run.one("ptr", f"PTR {IPV4}")
+    assert finding["detail"] == f"PTR is host-203-0-113-25.isp.test, not {HOST}"
+    assert (
+        finding["fix"]
+        == f"set PTR of {IPV4} to {HOST} at your ISP or hosting provider (whoever owns the address block)"
+    )
+    assert run.code == 1
+
+
+def test_blocklist_through_a_local_resolver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """Spamhaus answers, served here by knotd: a PBL listing, and the public-resolver refusal code."""
+    data, zones = good_stack()
+    zones["zen.spamhaus.org"] = zone("zen.spamhaus.org", extra=["25.113.0.203 A 127.0.0.10"])
+    zones["dbl.spamhaus.org"] = zone("dbl.spamhaus.org", extra=["another.com A 127.255.255.254"])
+    server = knot(zones)
+    run = run_verify(
+        tmp_path, capsys, data, *dns_args(server), "--skip", "ports,records,spf,dkim,dmarc,mx,ptr", "--blocklist"
+    )
+    assert run.statuses() == {
+        ("blocklist", f"Spamhaus ZEN {IPV4}"): "fail",
+        ("blocklist", f"Spamhaus ZEN {IPV6}"): "ok",
+        ("blocklist", "Spamhaus DBL example.com"): "ok",
+        ("blocklist", "Spamhaus DBL another.com"): "error",
+        ("blocklist", f"Spamhaus DBL {HOST}"): "ok",
+    }
+    listed = run.one("blocklist", f"Spamhaus ZEN {IPV4}")
+    assert listed["detail"] == "PBL (ISP: dynamic/residential range that should not send mail directly)"
+    assert listed["fix"] == (
+        "send outbound mail through the relay (mailstack:relay), or ask your ISP for a static business address"
+    )
+    refused = run.one("blocklist", "Spamhaus DBL another.com")
+    assert refused["detail"] == (
+        "Spamhaus refused the query: query came through a public/open resolver, which Spamhaus refuses"
+    )
+    assert run.code == 1
+
+
+# -- ports and certificates ----------------------------------------------------------------------
+
+
+def ports_only(server: KnotServer, ports: MailPorts, *extra: str) -> list[str]:
+    return [*dns_args(server), *ports.args(), "--skip", "records,spf,dkim,dmarc,mx,ptr", *extra]
+
+
+@pytest.fixture
+def dns_server(knot: Callable[..., KnotServer]) -> KnotServer:
+    return knot(good_stack()[1])
+
+
+def test_self_signed_certificate_not_trusted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dns_server: KnotServer, mail_ports: Callable[..., MailPorts]
+) -> None:
+    """Without --cafile the system CAs are used, and a self-signed certificate is rejected on every port."""
+    ports = mail_ports()
+    args = [a for a in ports_only(dns_server, ports) if a not in ("--cafile", str(ports.cafile))]
+    run = run_verify(tmp_path, capsys, outputs([]), *args)
+    tls = {k: v for k, v in run.statuses().items() if k[0] == "tls"}
+    assert tls == {k: "fail" for k in port_subjects(ports) if k[0] == "tls"}
+    detail = run.one("tls", f"certificate on port 25 at 127.0.0.1:{ports.smtp}")["detail"]
+    today = dt.datetime.now(dt.UTC)
+    valid = f"valid {today - dt.timedelta(days=1):%Y-%m-%d} to {today + dt.timedelta(days=90):%Y-%m-%d}"
+    assert detail == (
+        f"certificate not accepted: self-signed certificate (presents CN={HOST}, names {HOST}, self-signed, {valid})"
+    )
+    assert run.code == 1
+
+
+def test_expired_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dns_server: KnotServer, mail_ports: Callable[..., MailPorts]
+) -> None:
+    """Trusted, right name, but expired yesterday: the handshake is refused with that reason."""
+    cert = make_cert(tmp_path, "expired", not_before=dt.timedelta(days=-91), not_after=dt.timedelta(days=-1))
+    ports = mail_ports(cert)
+    run = run_verify(tmp_path, capsys, outputs([]), *ports_only(dns_server, ports))
+    assert run.problems() == {k: "fail" for k in port_subjects(ports) if k[0] == "tls"}
+    detail = run.one("tls", f"certificate on port 465 at 127.0.0.1:{ports.smtps}")["detail"]
+    assert detail.startswith("certificate not accepted: certificate has expired (presents CN=mail.example.com")
+    assert run.code == 1
+
+
+def test_certificate_expiring_within_14_days(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dns_server: KnotServer, mail_ports: Callable[..., MailPorts]
+) -> None:
+    cert = make_cert(tmp_path, "soon", not_after=dt.timedelta(days=5, hours=12))
+    ports = mail_ports(cert)
+    run = run_verify(tmp_path, capsys, outputs([]), *ports_only(dns_server, ports))
+    assert run.problems() == {k: "fail" for k in port_subjects(ports) if k[0] == "tls"}
+    finding = run.one("tls", f"certificate on port 993 at 127.0.0.1:{ports.imaps}")
+    assert finding["detail"] == f"valid for {HOST} but expires in 5.5 days (limit 14)"
+    assert finding["fix"] == "renew it now; check that the certbot container runs and its logs"
+    # A shorter limit accepts the same certificate.
+    relaxed = run_verify(tmp_path, capsys, outputs([]), *ports_only(dns_server, ports), "--expiry-days", "5")
+    assert relaxed.problems() == {}
+    assert relaxed.code == 0
+
+
+def test_certificate_for_another_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dns_server: KnotServer, mail_ports: Callable[..., MailPorts]
+) -> None:
+    ports = mail_ports(make_cert(tmp_path, "other", hostname="other.example.net"))
+    run = run_verify(tmp_path, capsys, outputs([]), *ports_only(dns_server, ports))
+    assert run.problems() == {k: "fail" for k in port_subjects(ports) if k[0] == "tls"}
+    detail = run.one("tls", f"certificate on port 25 at 127.0.0.1:{ports.smtp}")["detail"]
+    assert detail.startswith(
+        f"certificate not accepted: Hostname mismatch, certificate is not valid for '{HOST}'. "
+        "(presents CN=other.example.net, names other.example.net, self-signed"
+    )
+
+
+def test_smtp_without_starttls_and_a_closed_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dns_server: KnotServer, mail_ports: Callable[..., MailPorts]
+) -> None:
+    """Port 25 answers but offers no STARTTLS; port 465 is closed (nothing listens there)."""
+    ports = mail_ports(starttls=False)
+    closed = free_port("127.0.0.1")
+    args = ports_only(dns_server, ports, "--smtps-port", str(closed))
+    run = run_verify(tmp_path, capsys, outputs([]), *args)
+    assert run.problems() == {
+        ("ports", f"port 25 (SMTP with STARTTLS) at 127.0.0.1:{ports.smtp}"): "fail",
+        ("ports", f"port 465 (SMTP submission over implicit TLS) at 127.0.0.1:{closed}"): "fail",
+    }
+    smtp = run.one("ports", f"port 25 (SMTP with STARTTLS) at 127.0.0.1:{ports.smtp}")
+    assert smtp["detail"] == "STARTTLS is not offered after EHLO (mail would travel in clear text)"
+    smtps = run.one("ports", f"port 465 (SMTP submission over implicit TLS) at 127.0.0.1:{closed}")
+    assert smtps["detail"] == "Connect call failed ('127.0.0.1', " + str(closed) + ")"
+    assert smtps["fix"] == "allow TCP 465 in the host firewall and forward it from the router to the server"
+    assert run.code == 1
+
+
+# -- could not check -----------------------------------------------------------------------------
+
+
+def test_no_nameserver_answers_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listens on the given nameserver and resolver: every check is `error`, exit 2."""
+    data, _ = good_stack()
+    dead = f"127.0.0.9:{free_port('127.0.0.9')}"
+    run = run_verify(tmp_path, capsys, data, "--resolver", dead, "--nameserver", dead, "--skip", "ports")
+    assert set(run.statuses().values()) == {"error"}
+    # UDP "port unreachable" is not reported by the async socket, so both tries time out.
+    assert run.one("nameservers", "NS example.com")["detail"] == f"no nameserver answered: {dead}: timeout after 1 s"
+    assert run.code == 2
+
+
+def test_unreadable_outputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    assert verify.main(["--outputs", str(tmp_path / "bad.json"), "--resolver", "127.0.0.1"]) == 2
+    assert capsys.readouterr().err.startswith("verify: outputs are not JSON: ")
+    (tmp_path / "wrong.json").write_text(json.dumps({"hostname": "", "publicIPv4": "::1", "dnsRecords": {}}))
+    assert verify.main(["--outputs", str(tmp_path / "wrong.json"), "--resolver", "127.0.0.1"]) == 2
+    assert capsys.readouterr().err == (
+        "verify: stack outputs are not usable:\n"
+        "  - `hostname` must be a non-empty string\n"
+        "  - `publicIPv4` must be an IPv4 address: '::1'\n"
+        "  - `dnsRecords` must be a list\n"
+    )
+
+
+def test_stack_outputs_through_the_pulumi_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, knot: Callable[..., KnotServer]
+) -> None:
+    """`--stack prod` runs `pulumi stack output --json --stack prod` (a stand-in script on PATH here)."""
+    data, zones = good_stack()
+    server = knot(zones)
+    (tmp_path / "outputs.json").write_text(json.dumps(data))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\ncat {tmp_path}/outputs.json\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    code = verify.main(["--stack", "prod", "--json", *dns_args(server), "--skip", "ports"])
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 0
+    assert code == 0
+    assert (tmp_path / "argv").read_text() == "stack output --json --stack prod\n"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert verify.main(["--stack", "prod", "--resolver", "127.0.0.1"]) == 2
+    assert "the Pulumi CLI is not installed here" in capsys.readouterr().err
+
+
+def test_command_line_table(tmp_path: Path, knot: Callable[..., KnotServer]) -> None:
+    """`python -m mailstack.verify` as a user runs it: tables per domain, the fix in the row, exit 1."""
+    data, zones = good_stack()
+    published = [r for r in data["dnsRecords"] if r["name"] != "_dmarc.another.com"]
+    zones["another.com"] = zone("another.com", published)
+    server = knot(zones)
+    (tmp_path / "outputs.json").write_text(json.dumps(data))
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "mailstack.verify", "--outputs", str(tmp_path / "outputs.json"), "--quiet"),
+            *(*dns_args(server), "--skip", "ports", "--timeout", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].strip() == "another.com"
+    fix = 'publish _dmarc.another.com. 3600 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.com"'
+    rows = [line for line in lines if "_dmarc.another.com" in line or "DMARC another.com" in line]
+    assert len(rows) == 2
+    assert all(fix in row and "missing" in row for row in rows)
+    assert re.fullmatch(
+        r"33 ok, 2 missing in \d+\.\d\d s: something is wrong: apply the fixes above \(exit 1\)", lines[-1]
+    )
+
+
+def test_knot_server_reload_and_stop(knot: Callable[..., KnotServer]) -> None:
+    """The fixture server itself: replace_zones swaps content (same serial), stop frees the port."""
+    import dns.message
+    import dns.query
+
+    server = knot({"example.com": zone("example.com", extra=['@ TXT "one"'])})
+    query = dns.message.make_query("example.com", "TXT")
+
+    def txt() -> list[str]:
+        answer = dns.query.udp(query, server.address, port=server.port, timeout=2).answer
+        return [r.to_text() for rrset in answer for r in rrset]
+
+    assert txt() == ['"one"']
+    server.replace_zones({"example.com": zone("example.com", extra=['@ TXT "two"']), "b.test": zone("b.test")})
+    assert txt() == ['"two"']
+    server.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((server.address, server.port))
