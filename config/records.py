@@ -267,7 +267,9 @@ def spf_includes(settings: MailSettings, domain: DomainSettings) -> list[str]:
         includes.append(settings.relay.spf_include)
     includes.extend(domain.spf.include)
     includes.extend(b.spf_include for b in domain.backup_mx if b.spf_include)
-    return list(dict.fromkeys(_host(i) for i in includes))
+    # SPF includes are domain names, not host names: `_spf.google.com` is a common one, so labels are
+    # not run through IDNA's host-name rules unless they carry non-ASCII characters.
+    return list(dict.fromkeys(_labels(i.strip().rstrip(".")) for i in includes))
 
 
 def spf_text(settings: MailSettings, domain: DomainSettings) -> str:
@@ -496,6 +498,10 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
     return records
 
 
+def _labels(name: str) -> str:
+    return ".".join(label.lower() if label.isascii() else to_ascii(label) for label in name.split("."))
+
+
 def owner_name(name: str, domain: str) -> str:
     """An extra record's owner: `@` is the domain; names ending in the domain are full; others are relative.
 
@@ -505,8 +511,7 @@ def owner_name(name: str, domain: str) -> str:
     text = name.strip().rstrip(".")
     if text in ("", "@"):
         return domain
-    labels = [to_ascii(label) if not label.isascii() else label.lower() for label in text.split(".")]
-    full = ".".join(labels)
+    full = _labels(text)
     if full == domain or full.endswith("." + domain):
         return full
     return f"{full}.{domain}"
@@ -558,7 +563,7 @@ def _target_name(host: str) -> str:
     try:
         ipaddress.ip_address(text)
     except ValueError:
-        return ".".join(label.lower() if label.isascii() else to_ascii(label) for label in text.split("."))
+        return _labels(text)
     raise AddressError(f"'{host}' is an IP address; this record type needs a host name")
 
 
