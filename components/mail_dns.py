@@ -69,7 +69,7 @@ class MailDns(pulumi.ComponentResource):
         self.dkim_records = dkim_specs.apply(
             lambda specs: [
                 {"domain": domain, "selector": selector, "name": spec.name, "content": spec.content}
-                for (domain, selector), spec in zip(dkim, specs, strict=True)
+                for (domain, selector), spec in sorted(zip(dkim, specs, strict=True), key=lambda pair: pair[0])
             ]
         )
 
