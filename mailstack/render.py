@@ -1,0 +1,424 @@
+"""`python -m mailstack.render`: a stack's desired state as files, without the Pulumi CLI or any account.
+
+Reads `Pulumi.<stack>.yaml` through the same validation as the Pulumi program (`config.load_settings`)
+and writes, from the same pure builders the components use: `compose.yaml`, `mailserver.env`, DMS's
+config directory, one BIND zone file per DNS zone, and `records.md`.
+
+Values that live in Pulumi state (DKIM keys, generated passwords, the password-hash seed) do not
+exist outside it, so a render generates fresh ones and says so: a rendered DKIM record matches the
+rendered key, not the key a deployed stack holds.
+
+Exit codes: 0 rendered; 1 the configuration has problems (all listed); 2 a file could not be read
+or written (stack file, passphrase, output directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import string
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from components.mail_server import GENERATED_PASSWORD_LENGTH, SEED_BYTES
+from config import ConfigError, MailSettings, dms_files, load_settings
+from config.dms_env import SELF_SIGNED_CERT, SELF_SIGNED_KEY, dms_env
+from config.passwords import hash_passwords
+from config.records import RecordSpec, dkim_selectors, mail_records
+from config.zonefile import render_zone_files
+from mailstack import compose
+from mailstack.stackfile import (
+    PLACEHOLDER_PREFIX,
+    StackConfig,
+    StackFileError,
+    load_stack,
+    read_passphrase,
+)
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_IO = 2
+
+MARKER = ".mailstack-render"
+"""Marks a directory as render output, so a second render may replace it and nothing else is ever deleted."""
+CONFIG_DIR = "config"
+"""DMS's config volume, relative to the output directory (mounted at /tmp/docker-mailserver)."""
+ZONES_DIR = "zones"
+GENERATED_PASSWORDS = "generated-passwords.txt"
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+"""What `random.RandomPassword(special=False)` draws from (upper, lower, numeric), as the stack does."""
+
+KeyId = tuple[str, str]
+"""(domain, selector)."""
+
+
+@dataclass(frozen=True)
+class StackState:
+    """Values a deployed stack keeps in Pulumi state; a render generates them (or a test injects them)."""
+
+    dkim_private_keys: Mapping[KeyId, str]
+    """PKCS#1 PEM per (domain, selector), active and retired, as pulumi-tls's `private_key_pem`."""
+    passwords: Mapping[str, str] = field(repr=False)
+    """address → password for every account whose config sets none."""
+    password_seed: bytes = field(repr=False)
+    """The per-stack secret that derives the SHA512-CRYPT salts (config/passwords.py)."""
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str
+    """Relative to the output directory, `/`-separated."""
+    text: str = field(repr=False)
+    secret: bool = False
+    """Written 0600: private keys, password hashes, credentials."""
+    incomplete: str | None = None
+    """Why the text is not what the stack would deploy (a secret that could not be decrypted)."""
+
+
+@dataclass(frozen=True)
+class Rendering:
+    files: tuple[OutputFile, ...]
+    generated: tuple[str, ...]
+    """What this render generated instead of reading it from Pulumi state (one line each, no secrets)."""
+    missing: tuple[str, ...] = ()
+    """Files the stack writes that this render cannot write yet, and why."""
+
+    @property
+    def incomplete(self) -> tuple[OutputFile, ...]:
+        return tuple(f for f in self.files if f.incomplete)
+
+
+def new_rsa_key(bits: int) -> str:
+    """An RSA private key as PKCS#1 PEM, the format pulumi-tls's `private_key_pem` has."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+
+
+def public_key_pem(private_pem: str) -> str:
+    """SubjectPublicKeyInfo PEM of a private key, as pulumi-tls's `public_key_pem`."""
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def fresh_state(settings: MailSettings, *, new_key: Callable[[int], str] = new_rsa_key) -> StackState:
+    """Generate what Pulumi state would hold: a key per (domain, selector), passwords, the hash seed."""
+    keys = {
+        (domain.name, selector): new_key(domain.dkim.bits)
+        for domain in settings.domains
+        for selector in dkim_selectors(domain)
+    }
+    passwords = {a.address: _new_password() for a in settings.accounts if a.password is None}
+    return StackState(keys, passwords, secrets.token_bytes(SEED_BYTES))
+
+
+def _new_password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(GENERATED_PASSWORD_LENGTH))
+
+
+def render_stack(settings: MailSettings, state: StackState, *, undecrypted: Sequence[str] = ()) -> Rendering:
+    """Every output file of a stack (pure apart from what `state` carries).
+
+    Args:
+        settings: the validated settings.
+        state: DKIM keys, generated passwords and the hash seed.
+        undecrypted: config paths whose secret was replaced by a placeholder (no passphrase).
+    """
+    files: list[OutputFile] = []
+    config_files, fingerprint = _dms_config_files(settings, state)
+    files += config_files
+    files.append(OutputFile(compose.ENV_FILE, compose.env_file_text(dms_env(settings))))
+    files.append(_compose_file(settings, fingerprint))
+    records = mail_records(settings, {key_id: public_key_pem(pem) for key_id, pem in state.dkim_private_keys.items()})
+    for zone, text in render_zone_files(records, stack=settings.stack, provider=settings.dns_provider).items():
+        files.append(OutputFile(f"{ZONES_DIR}/{zone}.zone", text))
+    files.append(OutputFile("records.md", records_markdown(settings, records)))
+    if state.passwords:
+        files.append(OutputFile(GENERATED_PASSWORDS, _generated_passwords_text(state.passwords), secret=True))
+    files = [_mark_incomplete(f, settings, undecrypted) for f in files]
+    return Rendering(tuple(files), _generated_notes(settings, state), _missing_files(settings))
+
+
+def _missing_files(settings: MailSettings) -> tuple[str, ...]:
+    """Host files the stack writes whose content is computed inside a component (no pure builder yet)."""
+    out = []
+    if settings.tls.mode == "self-signed":
+        out.append(
+            f"{CONFIG_DIR}/{SELF_SIGNED_CERT}, {CONFIG_DIR}/{SELF_SIGNED_KEY}: the self-signed certificate's "
+            "parameters are inside components/tls.py (Tls.__init__)"
+        )
+    if settings.tls.mode == "letsencrypt" and settings.tls.challenge == "dns-cloudflare":
+        out.append("certbot/cloudflare.ini: its text is built inside components/tls.py (Tls._certbot)")
+    return tuple(out)
+
+
+def _compose_file(settings: MailSettings, signer_fingerprint: str) -> OutputFile:
+    missing = compose.pending(settings)
+    header = [
+        f"compose.yaml of mailstack stack '{settings.stack}', written by `python -m mailstack.render`.",
+        f"Environment: {compose.ENV_FILE}. DMS's config directory: {CONFIG_DIR}/ in this render.",
+    ]
+    if missing:
+        header += ["INCOMPLETE: the components still compute these inline, so they are not here yet:"]
+        header += [f"  - {item}" for item in missing]
+    document = compose.compose_document(settings, signer_fingerprint=signer_fingerprint)
+    return OutputFile(
+        "compose.yaml",
+        compose.dump(document, header=header),
+        incomplete=f"{len(missing)} value(s) not available to render yet (see the file's header)" if missing else None,
+    )
+
+
+def _dms_config_files(settings: MailSettings, state: StackState) -> tuple[list[OutputFile], str]:
+    """DMS's config volume: accounts, aliases, quotas, relay credentials, DKIM keys and signer tables.
+
+    Returns the files and the signer fingerprint the container's label carries.
+    """
+    passwords = [
+        (a.address, a.password.get_secret_value() if a.password is not None else state.passwords[a.address])
+        for a in settings.accounts
+    ]
+    hashes = hash_passwords(state.password_seed, passwords)
+    out = [
+        OutputFile(
+            f"{CONFIG_DIR}/{dms_files.ACCOUNTS}",
+            dms_files.accounts_file(zip([a for a, _ in passwords], hashes, strict=True)),
+            secret=True,
+        ),
+        OutputFile(f"{CONFIG_DIR}/{dms_files.VIRTUAL}", dms_files.virtual_file(settings.aliases)),
+        OutputFile(f"{CONFIG_DIR}/{dms_files.QUOTAS}", dms_files.quotas_file(settings.accounts)),
+    ]
+    if settings.relay is not None:
+        out.append(
+            OutputFile(
+                f"{CONFIG_DIR}/{dms_files.SASL_PASSWORDS}", dms_files.sasl_password_file(settings.relay), secret=True
+            )
+        )
+    # Only active selectors sign (and are installed); retired ones are published in DNS only.
+    signers = [dms_files.DkimSigner(d.name, d.dkim.selector, d.dkim.bits) for d in settings.domains]
+    public_keys: dict[str, str] = {}
+    for signer in signers:
+        path = dms_files.key_path(settings.profile, signer)
+        private = state.dkim_private_keys[(signer.domain, signer.selector)]
+        out.append(OutputFile(f"{CONFIG_DIR}/{path}", private, secret=True))
+        public_keys[path] = public_key_pem(private)
+    signer_texts = dms_files.signer_files(settings.profile, signers)
+    for path, text in signer_texts.items():
+        out.append(OutputFile(f"{CONFIG_DIR}/{path}", text))
+    return out, dms_files.signer_fingerprint(signer_texts, public_keys)
+
+
+def records_markdown(settings: MailSettings, records: Sequence[RecordSpec]) -> str:
+    """`records.md`: one table per zone, every record with its purpose."""
+    where = (
+        "The stack publishes these records at Cloudflare."
+        if settings.dns_provider == "cloudflare"
+        else f"Publish these records at your DNS host, or import the zone files in `{ZONES_DIR}/`."
+    )
+    lines = [
+        f"# DNS records of stack `{settings.stack}`",
+        "",
+        f"{where} TXT contents are shown as one text; zone files split them into 255-byte strings.",
+        "The DKIM keys of this render were generated by it: a deployed stack publishes its own keys "
+        "(`pulumi stack output dkimRecords`).",
+        "",
+    ]
+    zones: dict[str, list[RecordSpec]] = {}
+    for record in records:
+        zones.setdefault(record.zone, []).append(record)
+    for zone, zone_records in zones.items():
+        lines += [
+            f"## {zone}",
+            "",
+            "| Name | Type | Priority | TTL | Content | Purpose |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in zone_records:
+            priority = "" if r.priority is None else str(r.priority)
+            lines.append(
+                f"| {_cell(r.name)} | {r.type} | {priority} | {r.ttl} | `{_cell(r.content)}` | {_cell(r.purpose)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    # A pipe would end the Markdown table cell early.
+    return text.replace("|", "\\|")
+
+
+def _generated_passwords_text(passwords: Mapping[str, str]) -> str:
+    lines = [
+        "# Passwords generated by `mailstack.render` for accounts whose config sets none.",
+        "# A deployed stack generates its own: `pulumi stack output generatedPasswords --show-secrets`.",
+        *(f"{address} {password}" for address, password in sorted(passwords.items())),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _mark_incomplete(file: OutputFile, settings: MailSettings, undecrypted: Sequence[str]) -> OutputFile:
+    """Flag files whose text depends on a secret that was not decrypted.
+
+    Most placeholders show up verbatim in a text; account passwords do not (only their hash does),
+    so the accounts file is flagged from the settings.
+    """
+    reasons: list[str] = []
+    if file.path == f"{CONFIG_DIR}/{dms_files.ACCOUNTS}":
+        missing = [
+            a.address
+            for a in settings.accounts
+            if a.password is not None and a.password.get_secret_value().startswith(PLACEHOLDER_PREFIX)
+        ]
+        if missing:
+            reasons.append(f"encrypted password of {', '.join(missing)}")
+    elif PLACEHOLDER_PREFIX in file.text:
+        paths = [p for p in undecrypted if not p.startswith("mailstack:accounts")]
+        reasons.append(f"placeholder for {', '.join(paths) if paths else 'an encrypted value'}")
+    if not reasons:
+        return file
+    return replace(file, incomplete="; ".join(reasons))
+
+
+def _generated_notes(settings: MailSettings, state: StackState) -> tuple[str, ...]:
+    names = ", ".join(f"{selector}._domainkey.{domain}" for domain, selector in state.dkim_private_keys)
+    notes = [f"DKIM keys ({names}): generated here; a deployed stack signs with its own keys from Pulumi state"]
+    if state.passwords:
+        notes.append(
+            f"passwords of {', '.join(sorted(state.passwords))}: generated here, written to {GENERATED_PASSWORDS}"
+        )
+    notes.append("password-hash seed: generated here, so the hashes differ from a deployed stack's")
+    return tuple(notes)
+
+
+def write_rendering(rendering: Rendering, out: Path) -> None:
+    """Write the files: directories 0700, secret files 0600, others 0644.
+
+    A previous render in `out` (recognised by its marker file) is replaced whole, so files of a
+    removed domain do not linger; any other non-empty directory is refused.
+
+    Raises:
+        OSError: the directory cannot be written, or holds something that is not a render.
+    """
+    if out.exists():
+        if not out.is_dir():
+            raise NotADirectoryError(f"{out} exists and is not a directory")
+        if any(out.iterdir()):
+            if not (out / MARKER).is_file():
+                raise FileExistsError(
+                    f"{out} is not empty and was not written by mailstack render; choose another --out"
+                )
+            shutil.rmtree(out)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    _write(out / MARKER, "written by `python -m mailstack.render`; the next render replaces this directory\n", 0o644)
+    for file in rendering.files:
+        target = out / file.path
+        for parent in reversed(target.relative_to(out).parents[:-1]):
+            directory = out / parent
+            directory.mkdir(mode=0o700, exist_ok=True)
+        _write(target, file.text, 0o600 if file.secret else 0o644)
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    # Open with the final mode so a secret is never readable by others, not even for a moment;
+    # fchmod then overrides the umask (which could only narrow it) so the mode is exact.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mailstack.render",
+        description="Write a stack's desired state as files (compose.yaml, mailserver.env, DMS config, zone "
+        "files, records.md) without the Pulumi CLI. Secrets are decrypted with PULUMI_CONFIG_PASSPHRASE or "
+        "PULUMI_CONFIG_PASSPHRASE_FILE; without either, they are placeholders and the files that need them "
+        "are listed as incomplete.",
+    )
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output directory (created; a previous render is replaced)"
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=Path.cwd(),
+        help="directory holding Pulumi.yaml (default: current directory)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="host directory the compose file mounts (default: the stack's target.dataDir); e.g. the absolute "
+        "path of --out, to run `docker compose up` right there",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out, err = Console(), Console(stderr=True)
+    env = os.environ if environ is None else environ
+    try:
+        passphrase = read_passphrase(env)
+        stack = load_stack(args.project_dir, args.stack, passphrase=passphrase)
+    except StackFileError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return EXIT_IO
+    try:
+        settings = load_settings(stack.raw, secret_keys=stack.secret_keys, stack=args.stack)
+    except ConfigError as exc:
+        err.print(escape(str(exc)), highlight=False)
+        return EXIT_CONFIG
+    if args.data_dir:
+        settings = replace(settings, target=replace(settings.target, data_dir=args.data_dir.rstrip("/")))
+    rendering = render_stack(settings, fresh_state(settings), undecrypted=stack.undecrypted)
+    try:
+        write_rendering(rendering, args.out)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write {escape(str(args.out))}: {escape(str(exc))}")
+        return EXIT_IO
+    _report(out, rendering, stack, args.out)
+    return EXIT_OK
+
+
+def _report(console: Console, rendering: Rendering, stack: StackConfig, out: Path) -> None:
+    """What was written, what was generated here, what is incomplete; never a secret value."""
+    table = Table(title=f"stack {stack.stack}: {len(rendering.files)} files in {out}", title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("mode")
+    table.add_column("note")
+    for file in rendering.files:
+        note = f"[yellow]incomplete: {escape(file.incomplete)}[/yellow]" if file.incomplete else ""
+        table.add_row(escape(file.path), "0600" if file.secret else "0644", note)
+    console.print(table)
+    for line in rendering.generated:
+        console.print(f"generated: {escape(line)}")
+    for line in rendering.missing:
+        console.print(f"[yellow]not rendered:[/yellow] {escape(line)}")
+    if stack.undecrypted:
+        console.print(
+            f"[yellow]{len(rendering.incomplete)} file(s) incomplete:[/yellow] no passphrase, so these secrets are "
+            f"placeholders: {escape(', '.join(stack.undecrypted))}. Set PULUMI_CONFIG_PASSPHRASE or "
+            "PULUMI_CONFIG_PASSPHRASE_FILE and render again."
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
