@@ -137,7 +137,9 @@ class Tls(pulumi.ComponentResource):
                 )
             )
         else:
-            ports.append(docker.ContainerPortArgs(internal=80, external=80, ip=settings.ports.bind_address))
+            ports.append(
+                docker.ContainerPortArgs(internal=80, external=80, ip=settings.ports.bind_address, protocol="tcp")
+            )
         certbot = docker.Container(
             f"{name}-certbot",
             name=f"mailstack-{settings.stack}-certbot",
