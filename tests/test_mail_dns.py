@@ -23,11 +23,10 @@ DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
 EXAMPLE_COM_ZONE_ID = "0123456789abcdef0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def _invoke_failures_are_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+def patch_invoke_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pulumi's MockMonitor iterates the failures of a call result, so `(result, None)` breaks every invoke.
 
-    The shared harness returns None there; normalise it to an empty list for these tests.
+    The shared harness answers `(result, None)`; normalise that to an empty list (a no-op once fixed).
     """
     original = harness.RecordingMocks.call
 
@@ -36,6 +35,11 @@ def _invoke_failures_are_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
         return (result[0], result[1] or []) if isinstance(result, tuple) else result
 
     monkeypatch.setattr(harness.RecordingMocks, "call", call)
+
+
+@pytest.fixture(autouse=True)
+def _invoke_failures_are_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_invoke_failures(monkeypatch)
 
 
 def prod_config(**changes: Any) -> dict[str, Any]:
