@@ -127,6 +127,7 @@ class ExpectedRecord:
     ttl: int = 3600
     purpose: str = ""
 
+    @cached_property
     def rdata(self) -> dns.rdata.Rdata:
         """The record as dnspython rdata (raises dns.exception.DNSException on bad content)."""
         if self.type == "TXT":
@@ -142,15 +143,15 @@ class ExpectedRecord:
 
     @cached_property
     def key(self) -> str:
-        return canonical(self.type, self.rdata())
+        return canonical(self.type, self.rdata)
 
     @cached_property
     def display(self) -> str:
-        return display(self.type, self.rdata())
+        return display(self.type, self.rdata)
 
     def zone_line(self) -> str:
         """The record in zone-file syntax: what to publish."""
-        return f"{self.name}. {self.ttl} IN {self.type} {self.rdata().to_text()}"
+        return f"{self.name}. {self.ttl} IN {self.type} {self.rdata.to_text()}"
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ def parse_outputs(data: object) -> StackOutputs:
             reasons.append(f"{where}: {record.name} is not inside zone {record.zone}")
             continue
         try:
-            record.rdata()
+            _ = record.rdata  # validates the content
         except (dns.exception.DNSException, ValueError) as e:
             reasons.append(f"{where}: {rtype} content {record.content!r} is not valid: {e}")
             continue
@@ -488,10 +489,10 @@ class SpfTerm:
     @property
     def cidr(self) -> tuple[int | None, int | None]:
         """(ip4-cidr-length, ip6-cidr-length) of a/mx (RFC 7208 §5.6 dual-cidr-length)."""
-        if "/" not in self.value or self.name not in ("a", "mx"):
+        match = re.fullmatch(r"[^/]*(?:/(\d+))?(?://(\d+))?", self.value) if self.name in ("a", "mx") else None
+        if match is None:
             return None, None
-        _, _, rest = self.value.partition("/")
-        v4, _, v6 = rest.partition("/")
+        v4, v6 = match.groups()
         return (int(v4) if v4 else None), (int(v6) if v6 else None)
 
     @property
@@ -938,7 +939,7 @@ def blocklist_meaning(addresses: Iterable[str], dbl: bool) -> tuple[list[str], l
     codes = _DBL_CODES if dbl else _ZEN_CODES
     listings: list[str] = []
     errors: list[str] = []
-    for a in sorted(set(addresses)):
+    for a in sorted(set(addresses), key=ipaddress.ip_address):
         if a in SPAMHAUS_ERRORS:
             errors.append(SPAMHAUS_ERRORS[a])
         elif a in codes:
