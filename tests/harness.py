@@ -118,7 +118,7 @@ class RecordingMocks(Mocks):
             state.update(stdout="", stderr="")
         return f"{args.name}-id", state
 
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append(args)
         if args.token == "cloudflare:index/getZone:getZone":
             name = plain(args.args)["filter"]["name"]
@@ -126,10 +126,10 @@ class RecordingMocks(Mocks):
                 "id": hashlib.md5(name.encode()).hexdigest(),
                 "name": name,
                 "nameServers": ["a.ns.test", "b.ns.test"],
-            }, None
+            }, []
         if args.token == "docker:index/getRegistryImage:getRegistryImage":
-            return {"sha256Digest": "sha256:" + hashlib.sha256(str(plain(args.args)).encode()).hexdigest()}, None
-        return {}, None
+            return {"sha256Digest": "sha256:" + hashlib.sha256(str(plain(args.args)).encode()).hexdigest()}, []
+        return {}, []
 
 
 class RecordingMonitor(MockMonitor):
