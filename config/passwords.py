@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 
 with warnings.catch_warnings():
     # passlib 1.7.4 imports the stdlib `crypt` module, deprecated (not yet removed) in Python 3.11.
@@ -34,9 +35,9 @@ SALT_LENGTH = 16
 """The maximum for SHA512-CRYPT; what doveadm generates."""
 CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 POOL_THRESHOLD = 128
-"""From this many accounts on, hash in worker processes (measured: ~3.6 ms per hash here, and a
-spawned worker costs ~0.3 s to start, so smaller sets are faster in-process). Threads do not help:
-the os_crypt backend holds the GIL (measured: no speed-up with 2 threads)."""
+"""From this many accounts on, hash in worker processes (measured here: ~3.6 ms per hash, and a
+worker interpreter costs ~0.1-0.3 s to start, so smaller sets are faster in-process). Threads do
+not help: the os_crypt backend holds the GIL (measured: no speed-up with 2 threads)."""
 
 
 def derive_salt(seed: bytes, address: str, password: str) -> str:
@@ -62,12 +63,49 @@ def derive_salt(seed: bytes, address: str, password: str) -> str:
 
 def hash_password(seed: bytes, address: str, password: str) -> str:
     """`{SHA512-CRYPT}$6$<salt>$<hash>` for one account, as `doveadm pw -s SHA512-CRYPT` prints it."""
-    hasher = sha512_crypt.using(salt=derive_salt(seed, address, password), rounds=ROUNDS)
-    return SCHEME_PREFIX + str(hasher.hash(password))
+    return SCHEME_PREFIX + _crypt(derive_salt(seed, address, password), password)
 
 
-def _hash_one(job: tuple[bytes, str, str]) -> str:
-    return hash_password(*job)
+# A worker is a fresh interpreter fed (salt, password) lines on stdin (never argv) that prints one
+# crypt string per line. Not `multiprocessing`: its spawned workers re-run the parent's `__main__`
+# (a Pulumi program or pytest), and forking a process with gRPC threads is unsafe.
+_WORKER = (
+    "import json, sys, warnings\n"
+    "warnings.simplefilter('ignore', DeprecationWarning)\n"
+    "from passlib.hash import sha512_crypt\n"
+    "for line in sys.stdin:\n"
+    "    salt, password = json.loads(line)\n"
+    f"    print(sha512_crypt.using(salt=salt, rounds={ROUNDS}).hash(password))\n"
+)
+
+
+def _crypt(salt: str, password: str) -> str:
+    return str(sha512_crypt.using(salt=salt, rounds=ROUNDS).hash(password))
+
+
+def _crypt_in_workers(jobs: list[tuple[str, str]], count: int) -> list[str] | None:
+    """crypt() the (salt, password) jobs in `count` worker processes; None if any worker failed."""
+    chunks = [jobs[i::count] for i in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in chunks
+    ]
+    feeds = ["".join(json.dumps(job) + "\n" for job in chunk) for chunk in chunks]
+    with ThreadPoolExecutor(len(procs)) as pool:  # threads only wait on pipes
+        outputs = list(pool.map(lambda pf: pf[0].communicate(pf[1])[0], zip(procs, feeds, strict=True)))
+    results: list[str] = [""] * len(jobs)
+    for i, (proc, chunk, output) in enumerate(zip(procs, chunks, outputs, strict=True)):
+        lines = output.splitlines()
+        if proc.returncode != 0 or len(lines) != len(chunk):
+            return None
+        results[i::count] = lines
+    return results
 
 
 def hash_passwords(seed: bytes, accounts: Sequence[tuple[str, str]], *, workers: int | None = None) -> list[str]:
@@ -79,20 +117,12 @@ def hash_passwords(seed: bytes, accounts: Sequence[tuple[str, str]], *, workers:
         workers: worker processes; None = one per CPU from `POOL_THRESHOLD` accounts on, 1 = in-process.
 
     Returns:
-        One `{SHA512-CRYPT}` hash per pair, in the same order.
+        One `{SHA512-CRYPT}` hash per pair, in the same order (identical either way).
     """
-    jobs = [(seed, address, password) for address, password in accounts]
+    jobs = [(derive_salt(seed, address, password), password) for address, password in accounts]
     auto = (os.cpu_count() or 1) if len(jobs) >= POOL_THRESHOLD else 1
-    count = workers if workers is not None else auto
-    if count <= 1 or len(jobs) < 2:
-        return [_hash_one(job) for job in jobs]
-    # "spawn", not "fork": the Pulumi program runs gRPC threads, and forking a threaded process is
-    # unsafe (gRPC's fork handlers, and Python 3.12+ warns). Workers only import this module.
-    # A worker re-imports the parent's `__main__` as `__mp_main__`; under Pulumi that is the language
-    # host's exec script (guarded by `if __name__ == "__main__"`), because `.apply()` callbacks run after
-    # the program's top level has returned. Should a pool still fail to start, hash in-process.
-    try:
-        with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(_hash_one, jobs, chunksize=max(1, len(jobs) // (count * 4))))
-    except (BrokenProcessPool, OSError):
-        return [_hash_one(job) for job in jobs]
+    count = min(workers if workers is not None else auto, len(jobs))
+    crypted = _crypt_in_workers(jobs, count) if count > 1 else None
+    if crypted is None:
+        crypted = [_crypt(salt, password) for salt, password in jobs]
+    return [SCHEME_PREFIX + c for c in crypted]

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 
+from config import passwords
 from config.passwords import (
     CRYPT_ALPHABET,
     POOL_THRESHOLD,
@@ -71,6 +72,13 @@ def test_worker_pool_gives_the_same_hashes_in_order() -> None:
     sequential = hash_passwords(SEED, accounts, workers=1)
     assert hash_passwords(SEED, accounts, workers=2) == sequential
     assert sequential == [hash_password(SEED, a, p) for a, p in accounts]
+
+
+def test_a_failing_worker_falls_back_to_in_process_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    accounts = [(f"user{i}@example.com", f"password {i}") for i in range(4)]
+    expected = hash_passwords(SEED, accounts, workers=1)
+    monkeypatch.setattr(passwords.sys, "executable", "/bin/false")
+    assert hash_passwords(SEED, accounts, workers=2) == expected
 
 
 def test_small_sets_stay_in_process() -> None:
