@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import json
 import secrets
+import socket
 import ssl
 import subprocess
 import sys
@@ -77,6 +78,7 @@ DEFAULT_EXPIRY_DAYS = 14
 DEFAULT_CONCURRENCY = 64
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: avoids fragmentation, fits a 2048-bit DKIM key
 EHLO_NAME = "mailstack-verify"
+RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 # -- addresses -----------------------------------------------------------------------------------
@@ -145,6 +147,12 @@ class _UdpChannel(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The selector loop's datagram transport does not subclass DatagramTransport in 3.11.
         self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Many answers can arrive between two reads of the event loop; the default buffer
+            # (~200 KB, ~100 datagrams on loopback) would drop some and turn them into timeouts.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         future = self.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 12 else None
