@@ -548,7 +548,10 @@ class Verifier:
             return [Finding(group, "dkim", subject, Status.ERROR, f"TXT lookup failed: {answer.error}")]
         keys = [t for t in answer.values if txt_kind(t) == "dkim"]
         publish = f"publish {record.zone_line()}"
-        want = dkim_key(record.content)
+        try:
+            want = dkim_key(record.content)
+        except ValueError as e:
+            return [Finding(group, "dkim", subject, Status.ERROR, f"the stack's own DKIM record is unusable: {e}")]
         if not keys:
             return [Finding(group, "dkim", subject, Status.MISSING, "no DKIM key record: signatures fail", publish)]
         if len(keys) > 1:
@@ -946,7 +949,9 @@ async def probe_port(
     try:
         return await asyncio.wait_for(_probe(address, port, hostname, context, starttls), timeout)
     except TimeoutError:
-        return Probe(connect_error=f"no answer within {timeout:g} s")
+        return Probe(
+            connect_error=f"no answer within {timeout:g} s: a firewall drops the packets, or the ISP blocks the port"
+        )
 
 
 async def _probe(address: str, port: int, hostname: str, context: ssl.SSLContext, starttls: bool) -> Probe:
@@ -959,6 +964,8 @@ async def _probe(address: str, port: int, hostname: str, context: ssl.SSLContext
         return Probe(
             greeting="TCP open", tls_error=_tls_reason(e), cert_summary=await _unverified(address, port, hostname)
         )
+    except ConnectionRefusedError:
+        return Probe(connect_error="connection refused: nothing listens there, or a firewall rejects it")
     except OSError as e:
         return Probe(connect_error=e.strerror or str(e))
     try:
