@@ -274,5 +274,21 @@ def _key(path: KeyPath) -> str:
     return key_path(path)
 
 
-ALL = (spf_budget, record_syntax, names_not_addresses, duplicates)
+def zone_ids(settings: MailSettings) -> Iterator[Problem]:
+    """Domains sharing a Cloudflare zone must not name different zone ids (one would be silently ignored)."""
+    first: dict[str, tuple[str, str]] = {}
+    for domain in settings.domains:
+        if domain.zone_id is None:
+            continue
+        seen = first.setdefault(domain.zone, (domain.zone_id, domain.name))
+        if seen[0] != domain.zone_id:
+            path = ["domains", domain.name, "zoneId"]
+            yield problem(
+                path,
+                f"zone {domain.zone} already has zoneId {seen[0]} (from {seen[1]}); one zone has one id",
+                value=seen[0],
+            )
+
+
+ALL = (spf_budget, record_syntax, names_not_addresses, duplicates, zone_ids)
 """The record checks `load_settings` runs (through config.settings_checks.ALL)."""

@@ -210,3 +210,18 @@ def test_report_authorisation_name_too_long() -> None:
             f"the record name {long_domain}._report._dmarc.{dest} is not a valid DNS name",
         )
     ]
+
+
+def test_one_zone_one_zone_id() -> None:
+    assert problems(
+        domains={
+            "example.org": {"zoneId": "0" * 32},
+            "lists.example.org": {"zone": "example.org", "zoneId": "1" * 32},
+        }
+    ) == [
+        (
+            'mailstack:domains["lists.example.org"].zoneId',
+            f"zone example.org already has zoneId {'0' * 32} (from example.org); one zone has one id",
+            f"pulumi config set --path 'mailstack:domains[\"lists.example.org\"].zoneId' {'0' * 32}",
+        )
+    ]
