@@ -1,0 +1,17 @@
+"""Baseline for benchmarks/scale.py: `proofs:count` bare DnsRecords and nothing else.
+
+Shows what the mock runtime itself costs per resource, apart from anything mailstack computes.
+"""
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+
+for index in range(pulumi.Config("proofs").get_int("count") or 1):
+    cloudflare.DnsRecord(
+        f"record-{index}",
+        zone_id="zone-1",
+        name=f"host{index}.example.org",
+        type="TXT",
+        content=f'"v=spf1 mx -all {index}"',
+        ttl=3600,
+    )

@@ -1,0 +1,114 @@
+"""Proof tools: change-impact classification and the secret scanner (run with `python -m tools.<name>`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from unittest import mock
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+if TYPE_CHECKING:
+    from tests.harness import RunResult
+
+# The production example names `privateKeyFile: ~/.ssh/id_ed25519`, and the program reads that file
+# while it runs (pulumi-command wants the key text). A fixed throw-away key keeps every evaluation
+# identical; PKCS#8 PEM because OpenSSH's format embeds a random check number.
+EXAMPLE_SSH_KEY = (
+    Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"mailstack proofs: not a real key").digest())
+    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    .decode()
+)
+
+
+@contextmanager
+def example_home() -> Iterator[Path]:
+    """Point HOME at a temporary directory holding ~/.ssh/id_ed25519 (EXAMPLE_SSH_KEY) while evaluating."""
+    previous = os.environ.get("HOME")
+    with tempfile.TemporaryDirectory(prefix="mailstack-home-") as home:
+        ssh = Path(home, ".ssh")
+        ssh.mkdir(mode=0o700)
+        key = ssh / "id_ed25519"
+        key.write_text(EXAMPLE_SSH_KEY)
+        key.chmod(0o600)
+        os.environ["HOME"] = home
+        try:
+            yield Path(home)
+        finally:
+            if previous is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = previous
+
+
+_KEY_LOCK = threading.Lock()
+
+
+def _proof_classes() -> tuple[type, type]:
+    """Mock and monitor subclasses of tests.harness used by every proof (imported lazily: tests/ is not a runtime dep)."""
+    from pulumi.runtime.rpc import wrap_rpc_secret
+
+    from tests import harness
+
+    class ProofMocks(harness.RecordingMocks):
+        """The harness mocks, with two corrections that matter for comparing evaluations.
+
+        - Each tls.PrivateKey gets its mock key by logical name. The harness deals keys from its pool
+          in registration order, so one added key (a new domain or DKIM selector) would shift every
+          later key and make unchanged DKIM records look updated; an unchanged key keeps its state in
+          the real engine.
+        - Invokes return `(result, [])`: MockMonitor.Invoke iterates the second element, and the
+          harness returns `None` there, which fails every `cloudflare.get_zone` lookup.
+        """
+
+        def new_resource(self, args: Any) -> Any:
+            if args.typ != "tls:index/privateKey:PrivateKey":
+                return super().new_resource(args)
+            # Computed here, not by adjusting the harness's counter: mocks run on a thread pool.
+            index = int(hashlib.sha256(args.name.encode()).hexdigest(), 16) % harness.KEY_POOL_SIZE
+            with _KEY_LOCK:  # functools.cache lets two threads generate (and hand out) different keys
+                private, public = harness.rsa_key_pem(int(harness.plain(args.inputs.get("rsaBits", 2048))), index)
+            secret = wrap_rpc_secret(private)
+            state = {**args.inputs, "privateKeyPem": secret, "privateKeyPemPkcs8": secret, "publicKeyPem": public}
+            return f"{args.name}-id", state
+
+        def call(self, args: Any) -> Any:
+            result, failures = super().call(args)
+            return result, list(failures or [])
+
+    class ProofMonitor(harness.RecordingMonitor):
+        """Also records each input's dependencies (RegisterResource `propertyDependencies`) in
+        `options["property_dependencies"]`: they tell which inputs become unknown when a resource they
+        read from is replaced."""
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                self.registrations[-1].options["property_dependencies"] = {
+                    key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()
+                }
+            return response
+
+    return ProofMocks, ProofMonitor
+
+
+def evaluate(
+    config: Mapping[str, Any],
+    secret_keys: Sequence[str] = (),
+    *,
+    stack: str = "dev",
+    program: Path | None = None,
+) -> RunResult:
+    """tests.harness.run_program with the proof mocks and monitor (see `_proof_classes`); never raises."""
+    from tests import harness
+
+    mocks, monitor = _proof_classes()
+    with mock.patch.object(harness, "RecordingMocks", mocks), mock.patch.object(harness, "RecordingMonitor", monitor):
+        return harness.run_program(config, list(secret_keys), stack=stack, program=program or harness.PROGRAM)
