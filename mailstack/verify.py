@@ -17,6 +17,7 @@ import json
 import secrets
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
@@ -176,6 +178,19 @@ class _UdpChannel(asyncio.DatagramProtocol):
                 return qid
 
 
+def _query_wire(qid: int, qname: dns.name.Name, rdtype: int, recurse: bool) -> bytes:
+    """A standard query with EDNS (RFC 1035 §4.1, RFC 6891 §6.1.2), built directly.
+
+    Profiling showed Message construction and rendering at a quarter of the CPU per query; the
+    wire form of a one-question query is fixed, so only the name goes through dnspython.
+    """
+    header = struct.pack("!HHHHHH", qid, 0x0100 if recurse else 0, 1, 0, 0, 1)  # RD bit; 1 question, 1 OPT
+    opt = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0, 0)  # root owner, payload, no flags
+    name = qname.to_wire()
+    assert name is not None  # to_wire() without a file returns the bytes
+    return header + name + struct.pack("!HH", rdtype, dns.rdataclass.IN) + opt
+
+
 def _expire(future: asyncio.Future[bytes]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -215,36 +230,39 @@ class DnsClient:
             self._channels[server] = asyncio.ensure_future(connect())
         return await self._channels[server]
 
-    async def _udp(self, server: Endpoint, query: dns.message.Message) -> dns.message.Message:
+    async def _udp(self, server: Endpoint, qname: dns.name.Name, rdtype: int, recurse: bool) -> dns.message.Message:
         channel = await self._channel(server)
-        query.id = channel.new_id()
+        qid = channel.new_id()
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        channel.pending[query.id] = future
+        channel.pending[qid] = future
         # A timer per query is far cheaper than asyncio.wait_for's wrapper task.
         timer = asyncio.get_running_loop().call_later(self.timeout, _expire, future)
         try:
             assert channel.transport is not None
-            channel.transport.sendto(query.to_wire())
+            channel.transport.sendto(_query_wire(qid, qname, rdtype, recurse))
             data = await future
         finally:
             timer.cancel()
-            channel.pending.pop(query.id, None)
+            channel.pending.pop(qid, None)
         response = dns.message.from_wire(data)
-        if not query.is_response(response):
+        question = response.question[0] if len(response.question) == 1 else None
+        if not response.flags & dns.flags.QR or question is None or question.name != qname or question.rdtype != rdtype:
             raise dns.exception.FormError("the response does not answer the question")  # type: ignore[no-untyped-call]
         return response
 
     async def _query(self, server: Endpoint, name: str, rdtype: str, recurse: bool) -> Reply:
-        query = dns.message.make_query(name, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
-        if not recurse:
-            query.flags &= ~dns.flags.RD
+        qname = dns.name.from_text(name)
+        qtype = dns.rdatatype.from_text(rdtype)
         error = "no answer"
         # Two tries: one lost UDP datagram should not turn into "missing".
         for _ in range(2):
             try:
                 async with self._limit:
-                    response = await self._udp(server, query)
+                    response = await self._udp(server, qname, qtype, recurse)
                     if response.flags & dns.flags.TC:
+                        query = dns.message.make_query(qname, qtype, use_edns=0, payload=EDNS_PAYLOAD)
+                        if not recurse:
+                            query.flags &= ~dns.flags.RD
                         response = await dns.asyncquery.tcp(query, server.host, timeout=self.timeout, port=server.port)
             except (TimeoutError, dns.exception.Timeout):
                 error = f"timeout after {self.timeout:g} s"
@@ -360,8 +378,10 @@ class Verifier:
         """Report group of a DNS name: the hostname, else the mail domain it belongs to, else itself."""
         if name == self.outputs.hostname:
             return name
-        domains = sorted(self.outputs.mail_domains, key=len, reverse=True)
-        return next((d for d in domains if name == d or name.endswith("." + d)), name)
+        labels = name.split(".")
+        # The longest mail domain that is the name or one of its parents.
+        domains = set(self.outputs.mail_domains)
+        return next((".".join(labels[i:]) for i in range(len(labels)) if ".".join(labels[i:]) in domains), name)
 
     async def nameservers(self, zone: str) -> tuple[list[Nameserver], str | None]:
         if zone not in self._zone_ns:

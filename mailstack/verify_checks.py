@@ -167,7 +167,7 @@ class StackOutputs:
     def ips(self) -> tuple[str, ...]:
         return tuple(ip for ip in (self.ipv4, self.ipv6) if ip)
 
-    @property
+    @cached_property
     def mail_domains(self) -> tuple[str, ...]:
         """Domains that receive mail: the owners of the stack's MX records, in output order."""
         return tuple(dict.fromkeys(r.name for r in self.records if r.type == "MX"))
