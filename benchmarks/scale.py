@@ -104,27 +104,44 @@ def measure_one(domains: int, accounts_per_domain: int) -> dict[str, Any]:
     }
 
 
+def measure_baseline(count: int) -> dict[str, Any]:
+    """The mock runtime alone: `count` bare DnsRecords (tests/programs/proofs_baseline.py), nothing computed."""
+    import pulumi_cloudflare
+
+    from tools import evaluate
+
+    assert pulumi_cloudflare
+    start = time.perf_counter()
+    result = evaluate({"proofs:count": str(count)}, program=ROOT / "tests" / "programs" / "proofs_baseline.py")
+    seconds = time.perf_counter() - start
+    if result.error is not None:
+        raise SystemExit(f"evaluation failed: {result.error}")
+    return {"resources": len(result.resources), "seconds": round(seconds, 2)}
+
+
+def _child(*args: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run_sizes(sizes: tuple[tuple[int, int], ...] = SIZES) -> list[dict[str, Any]]:
     rows = []
     for domains, accounts in sizes:
         start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.scale", "--one", str(domains), str(accounts)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row = _child("--one", str(domains), str(accounts))
         rows.append({**row, "process_seconds": round(time.perf_counter() - start, 2)})
     return rows
 
 
-def render(rows: list[dict[str, Any]]) -> str:
+def render(rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None, load: float | None = None) -> str:
     with_one = next((r for r in rows if r["domains"] == 1), None)
     lines = [
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} Linux, nproc {os.cpu_count()}, "
-        f"Python {platform.python_version()} ({platform.python_implementation()}); `python -m benchmarks.scale`.",
+        f"Python {platform.python_version()} ({platform.python_implementation()}); `python -m benchmarks.scale`"
+        + (f"; 1-minute load average {load:.1f} when it started." if load is not None else "."),
         "",
         "| domains | accounts | aliases | resources | resources per domain | evaluation (s) | whole process (s) |"
         " peak RSS (MB) | worker peak RSS (MB) |",
@@ -151,6 +168,12 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"(from the {largest['domains']}-domain row). Accounts and aliases add none: they are lines in "
             "config files, not resources.",
         ]
+    if baseline is not None:
+        lines += [
+            "",
+            f"For scale: the mock runtime alone registers {baseline['resources']} bare `DnsRecord`s "
+            f"(tests/programs/proofs_baseline.py, nothing computed) in {baseline['seconds']:.2f} s.",
+        ]
     return "\n".join(lines)
 
 
@@ -164,13 +187,19 @@ def write_doc(table: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="mailstack scale benchmark")
     parser.add_argument("--one", nargs=2, type=int, metavar=("DOMAINS", "ACCOUNTS_PER_DOMAIN"))
+    parser.add_argument("--baseline", type=int, metavar="RESOURCES", help="time the bare mock runtime instead")
     parser.add_argument("--write", action="store_true", help=f"replace the table in {PROOFS_DOC.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(measure_one(*args.one)))
         return 0
+    if args.baseline:
+        print(json.dumps(measure_baseline(args.baseline)))
+        return 0
+    load = os.getloadavg()[0]
     rows = run_sizes()
-    table = render(rows)
+    baseline = _child("--baseline", str(max(r["resources"] for r in rows)))
+    table = render(rows, baseline, load)
     print(table)
     if args.write:
         write_doc(table)
