@@ -213,6 +213,11 @@ class DnsClient:
             self._inflight[key] = task
         return await task
 
+    @property
+    def questions(self) -> int:
+        """Distinct questions asked so far (each is sent once and shared)."""
+        return len(self._inflight)
+
     async def close(self) -> None:
         for task in self._channels.values():
             if task.done() and not task.exception() and (transport := task.result().transport) is not None:
