@@ -15,7 +15,7 @@ def read_settings() -> MailSettings:
         pulumi.RunError: with every configuration problem listed, before any resource is registered.
             RunError makes Pulumi print the message alone, without a Python traceback.
     """
-    from config import ConfigError
+    from config import ConfigError, checks
 
     # pulumi.Config cannot enumerate keys; the runtime's config map holds every key the CLI passed,
     # which is what lets the loader report a misspelt key instead of ignoring it.
@@ -23,6 +23,8 @@ def read_settings() -> MailSettings:
     secret_keys = {key for key in raw if runtime_config.is_config_secret(key)}
     secret_keys |= set(runtime_config.get_config_secret_keys_env())
     try:
-        return load_settings(raw, secret_keys=secret_keys, stack=pulumi.get_stack())
+        return load_settings(
+            raw, secret_keys=secret_keys, stack=pulumi.get_stack(), extra_checks=(checks.private_key_file,)
+        )
     except ConfigError as err:
         raise pulumi.RunError(str(err)) from None

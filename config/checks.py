@@ -6,13 +6,15 @@ parts whose fields failed shape validation (those already have their own problem
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from config.errors import Problem, key_path, problem, set_command
 from config.model import Domain, RawSettings
-from config.names import InvalidNameError, is_ip, label_count, normalise_address, split_address, to_ascii
+from config.names import InvalidNameError, is_ip, label_count, normalise_address, split_address, to_ascii, to_dns_name
 
 # Keys mailstack sets itself (config/dms_env.py builds them); a user value would silently fight ours.
 MANAGED_ENV_KEYS: frozenset[str] = frozenset(
@@ -195,7 +197,7 @@ def domains(ctx: Context) -> Iterator[Problem]:
                 )
                 continue
             try:
-                to_ascii(include)
+                to_dns_name(include)
             except InvalidNameError as exc:
                 yield problem([*base, *sub], str(exc))
         yield from _dkim(base, dom.dkim.selector, dom.dkim.retired)
@@ -545,6 +547,25 @@ def target(ctx: Context) -> Iterator[Problem]:
             "with Docker's default network, IPv6 clients reach DMS as the Docker gateway (SPF failures, open-relay risk); "
             "enable ip6tables and an IPv6 network in the host's Docker daemon, then set target.dockerIPv6 true",
             set_command(["target", "dockerIPv6"], "true"),
+        )
+
+
+def private_key_file(ctx: Context) -> Iterator[Problem]:
+    """The SSH key file must be readable (pulumi-command takes the key text, not a path).
+
+    Reads the file system, so it is not in ALL: the Pulumi adapter passes it to load_settings.
+    """
+    if not ctx.ok("target"):
+        return
+    t = ctx.settings.target
+    if t.kind != "ssh" or not t.private_key_file:
+        return
+    path = Path(t.private_key_file).expanduser()
+    if not (path.is_file() and os.access(path, os.R_OK)):
+        yield problem(
+            ["target", "privateKeyFile"],
+            f"'{t.private_key_file}' is not a readable file; name an existing SSH private key, or remove it to use ssh-agent",
+            f"pulumi config rm --path '{key_path(['target', 'privateKeyFile'])}'",
         )
 
 

@@ -41,6 +41,32 @@ def to_ascii(name: str) -> str:
     return ascii_name
 
 
+# Service labels such as `_spf` or `_domainkey` are valid DNS names (RFC 2181 §11) though not host
+# names: IDNA refuses the underscore, so such labels are checked as plain LDH-plus-underscore text.
+_SERVICE_LABEL = re.compile(r"^_[a-z0-9_-]{1,62}$")
+
+
+def to_dns_name(name: str) -> str:
+    """Like `to_ascii`, but also accepts underscore-led labels (`_spf.google.com`).
+
+    Raises:
+        InvalidNameError: as `to_ascii`, for labels that are neither IDNA nor `_service` labels.
+    """
+    labels = name.strip().rstrip(".").split(".")
+    if not any(label.startswith("_") for label in labels):
+        return to_ascii(name)
+    out = []
+    for label in labels:
+        lower = label.lower()
+        if lower.startswith("_"):
+            if not _SERVICE_LABEL.match(lower):
+                raise InvalidNameError(f"'{name}' has an invalid label '{label}'")
+            out.append(lower)
+        else:
+            out.append(to_ascii(label))
+    return ".".join(out)
+
+
 def label_count(name: str) -> int:
     return len(name.split("."))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,13 +23,33 @@ PROD_SECRETS = {
 PROD_SECRET_KEYS = ("mailstack:accounts", "mailstack:relay", "cloudflare:apiToken")
 
 
+def ssh_key_file() -> str:
+    """A throwaway ed25519 key the prod example's `target.privateKeyFile` points at in tests.
+
+    Generated on first use (never committed: a private key in the repo, even a test one, is what
+    secret scanners rightly flag).
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    path = Path(tempfile.gettempdir()) / "mailstack-test-id_ed25519"
+    if not path.exists():
+        key = ed25519.Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        path.write_bytes(pem)
+        path.chmod(0o600)
+    return str(path)
+
+
 @pytest.fixture
 def dev_config() -> dict[str, str]:
     return stack_config(DEV_STACK)
 
 
 def prod_config_values() -> dict[str, str]:
-    return with_values(stack_config(PROD_EXAMPLE), **PROD_SECRETS)
+    return with_values(stack_config(PROD_EXAMPLE), **PROD_SECRETS, **{"target/privateKeyFile": ssh_key_file()})
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret, wrap_rpc_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
-KEY_POOL_SIZE = 6
+KEY_POOL_SIZE = 8
 
 
 @cache
@@ -89,7 +89,6 @@ class RecordingMocks(Mocks):
 
     def __init__(self) -> None:
         self.calls: list[MockCallArgs] = []
-        self._keys = 0
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -103,8 +102,9 @@ class RecordingMocks(Mocks):
             state.update(base64=wrap_rpc_secret(base64.b64encode(raw).decode()), hex=wrap_rpc_secret(raw.hex()))
         elif args.typ == "tls:index/privateKey:PrivateKey":
             bits = int(plain(args.inputs.get("rsaBits", 2048)))
-            private, public = rsa_key_pem(bits, self._keys % KEY_POOL_SIZE)
-            self._keys += 1
+            # Keyed by resource name, so a key is the same in every run (cross-run comparisons).
+            index = int(hashlib.sha256(args.name.encode()).hexdigest(), 16) % KEY_POOL_SIZE
+            private, public = rsa_key_pem(bits, index)
             state.update(
                 privateKeyPem=wrap_rpc_secret(private),
                 privateKeyPemPkcs8=wrap_rpc_secret(private),

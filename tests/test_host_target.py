@@ -367,8 +367,13 @@ def test_local_target_uses_the_local_engine_and_local_commands(dev_config: dict[
     assert run.component_outputs[host.urn] == {"data_dir": str(Path.home() / ".mailstack" / "dev")}
 
 
+def prod_with_home_key() -> dict[str, str]:
+    """The prod example as written: its key file is `~/.ssh/id_ed25519` (ssh_home provides it)."""
+    return with_values(prod_config_values(), **{"target/privateKeyFile": "~/.ssh/id_ed25519"})
+
+
 def test_ssh_target_bootstrap_command_and_provider(ssh_home: Path) -> None:
-    run = run_program(prod_config_values(), PROD_SECRET_KEYS, stack="prod", program=PROGRAM)
+    run = run_program(prod_with_home_key(), PROD_SECRET_KEYS, stack="prod", program=PROGRAM)
     assert run.error is None
     bootstrap = run.one("command:remote:Command", "host-bootstrap")
     inputs = bootstrap.plain_inputs
@@ -407,7 +412,7 @@ def test_ssh_target_bootstrap_command_and_provider(ssh_home: Path) -> None:
 
 
 def test_without_bootstrap_there_is_no_bootstrap_command(ssh_home: Path) -> None:
-    config = with_values(prod_config_values(), **{"target/bootstrap": False})
+    config = with_values(prod_with_home_key(), **{"target/bootstrap": False})
     run = run_program(config, PROD_SECRET_KEYS, stack="prod", program=PROGRAM)
     assert run.error is None
     assert [r.name for r in run.by_type("command:remote:Command") if r.name == "host-bootstrap"] == []
@@ -417,7 +422,7 @@ def test_without_bootstrap_there_is_no_bootstrap_command(ssh_home: Path) -> None
 
 
 def test_unpinned_host_key_warns(ssh_home: Path) -> None:
-    config = with_values(prod_config_values(), **{"target/hostKey": None})
+    config = with_values(prod_with_home_key(), **{"target/hostKey": None})
     run = run_program(config, PROD_SECRET_KEYS, stack="prod", program=PROGRAM)
     assert run.error is None
     warning = next(m for m in run.logs if "target.hostKey is not set" in m)
@@ -433,11 +438,18 @@ def test_unpinned_host_key_warns(ssh_home: Path) -> None:
     ]
 
 
-def test_missing_private_key_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_private_key_file_is_a_configuration_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreadable key file is reported with the other config problems, before any resource."""
     monkeypatch.setenv("HOME", str(tmp_path))
-    run = run_program(prod_config_values(), PROD_SECRET_KEYS, stack="prod", program=PROGRAM)
+    run = run_program(prod_with_home_key(), PROD_SECRET_KEYS, stack="prod", program=PROGRAM)
     assert run.error is not None
-    assert "mailstack:target.privateKeyFile ~/.ssh/id_ed25519: cannot read the SSH private key" in str(run.error)
+    assert str(run.error) == (
+        "mailstack: the configuration of stack 'prod' has 1 problem (nothing was created):\n"
+        "- mailstack:target.privateKeyFile: '~/.ssh/id_ed25519' is not a readable file; name an existing SSH "
+        "private key, or remove it to use ssh-agent\n"
+        "    fix: pulumi config rm --path 'mailstack:target.privateKeyFile'"
+    )
+    assert run.resources == []
 
 
 def test_file_command_text_quotes_paths() -> None:

@@ -23,7 +23,7 @@ from mailstack.stackfile import (
     set_secret,
 )
 from tests.conftest import DEV_STACK, PROD_EXAMPLE, PROD_SECRET_KEYS, prod_config_values
-from tests.harness import ROOT, stack_config
+from tests.harness import ROOT, stack_config, with_values
 
 # A FIXED TEST VECTOR, produced once by this module (mailstack/stackfile.py) implementing the
 # algorithm of Pulumi's Go source (PBKDF2-HMAC-SHA256, 1,000,000 iterations, AES-256-GCM, v1 format)
@@ -223,5 +223,7 @@ def test_prod_example_with_encrypted_secrets_equals_the_harness_config(tmp_path:
     loaded = load_stack(_project(tmp_path, "prod", doc), "prod", passphrase="prod passphrase")
     assert loaded.secret_keys == set(PROD_SECRET_KEYS)
     from_file = load_settings(loaded.raw, secret_keys=loaded.secret_keys, stack="prod", home="/h")
-    from_harness = load_settings(prod_config_values(), secret_keys=PROD_SECRET_KEYS, stack="prod", home="/h")
+    # The harness points the key file at a generated test key; the example names ~/.ssh/id_ed25519.
+    harness_config = with_values(prod_config_values(), **{"target/privateKeyFile": "~/.ssh/id_ed25519"})
+    from_harness = load_settings(harness_config, secret_keys=PROD_SECRET_KEYS, stack="prod", home="/h")
     assert from_file == from_harness
