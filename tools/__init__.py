@@ -53,35 +53,21 @@ _KEY_LOCK = threading.Lock()
 
 def _proof_classes() -> tuple[type, type]:
     """Mock and monitor subclasses of tests.harness used by every proof (imported lazily: tests/ is not a runtime dep)."""
-    from pulumi.runtime.rpc import wrap_rpc_secret
-
     from tests import harness
 
     class ProofMocks(harness.RecordingMocks):
-        """The harness mocks, with two corrections that matter for comparing evaluations.
+        """The harness mocks, with mock key generation serialised.
 
-        - Each tls.PrivateKey gets its mock key by logical name. The harness deals keys from its pool
-          in registration order, so one added key (a new domain or DKIM selector) would shift every
-          later key and make unchanged DKIM records look updated; an unchanged key keeps its state in
-          the real engine.
-        - Invokes return `(result, [])`: MockMonitor.Invoke iterates the second element, and the
-          harness returns `None` there, which fails every `cloudflare.get_zone` lookup.
+        The mock runtime calls `new_resource` from a thread pool, and `functools.cache` (on
+        harness.rsa_key_pem) lets two threads that ask for the same pool key at once each generate,
+        and hand out, a different key: two resources, or two runs, would then disagree.
         """
 
         def new_resource(self, args: Any) -> Any:
             if args.typ != "tls:index/privateKey:PrivateKey":
                 return super().new_resource(args)
-            # Computed here, not by adjusting the harness's counter: mocks run on a thread pool.
-            index = int(hashlib.sha256(args.name.encode()).hexdigest(), 16) % harness.KEY_POOL_SIZE
-            with _KEY_LOCK:  # functools.cache lets two threads generate (and hand out) different keys
-                private, public = harness.rsa_key_pem(int(harness.plain(args.inputs.get("rsaBits", 2048))), index)
-            secret = wrap_rpc_secret(private)
-            state = {**args.inputs, "privateKeyPem": secret, "privateKeyPemPkcs8": secret, "publicKeyPem": public}
-            return f"{args.name}-id", state
-
-        def call(self, args: Any) -> Any:
-            result, failures = super().call(args)
-            return result, list(failures or [])
+            with _KEY_LOCK:
+                return super().new_resource(args)
 
     class ProofMonitor(harness.RecordingMonitor):
         """Also records each input's dependencies (RegisterResource `propertyDependencies`) in
