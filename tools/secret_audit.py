@@ -290,15 +290,18 @@ def _decodings(text: str) -> Iterator[str]:
 def main() -> int:
     """Audit the production example with sentinel secrets; print the findings."""
     from tests.conftest import PROD_EXAMPLE, PROD_SECRET_KEYS
-    from tests.harness import run_program, stack_config, with_values
+    from tests.harness import stack_config, with_values
+    from tools import EXAMPLE_SSH_KEY, evaluate, example_home
 
     config = with_values(stack_config(PROD_EXAMPLE), **{path: value for path, (_, value) in SENTINEL_PATHS.items()})
-    result = run_program(config, PROD_SECRET_KEYS, stack="prod")
+    with example_home():
+        result = evaluate(config, PROD_SECRET_KEYS, stack="prod")
     if result.error is not None:
         print(f"evaluation failed: {result.error}", file=sys.stderr)
         return 2
-    findings = audit(result, SENTINELS)
-    for label, ok in reached(result, SENTINELS).items():
+    secrets = {**SENTINELS, "SSH private key": EXAMPLE_SSH_KEY.splitlines()[1]}
+    findings = audit(result, secrets)
+    for label, ok in reached(result, secrets).items():
         print(f"{'reached' if ok else 'NOT REACHED'}: {label}")
     for finding in findings:
         print(f"LEAK {finding.channel} {finding.location}: {finding.secret} ({', '.join(finding.forms)})")
