@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import runpy
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -29,6 +30,7 @@ from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret, wrap_rpc_secret
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 KEY_POOL_SIZE = 8
+_KEY_LOCK = threading.Lock()
 
 
 @cache
@@ -104,7 +106,10 @@ class RecordingMocks(Mocks):
             bits = int(plain(args.inputs.get("rsaBits", 2048)))
             # Keyed by resource name, so a key is the same in every run (cross-run comparisons).
             index = int(hashlib.sha256(args.name.encode()).hexdigest(), 16) % KEY_POOL_SIZE
-            private, public = rsa_key_pem(bits, index)
+            # The mock runtime calls new_resource from a thread pool; without the lock two threads
+            # can both miss the cache and hand out two different keys for one pool slot.
+            with _KEY_LOCK:
+                private, public = rsa_key_pem(bits, index)
             state.update(
                 privateKeyPem=wrap_rpc_secret(private),
                 privateKeyPemPkcs8=wrap_rpc_secret(private),
