@@ -164,6 +164,10 @@ class RecordingMonitor(MockMonitor):
                         "replace_on_changes": list(request.replaceOnChanges),
                         "additional_secret_outputs": list(request.additionalSecretOutputs),
                         "provider": request.provider,
+                        # Which inputs read from which resources: a replaced resource makes them unknown.
+                        "property_dependencies": {
+                            key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()
+                        },
                     },
                     state=self.resources[urn].state if urn in self.resources else {},
                 )

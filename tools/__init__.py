@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -48,43 +46,6 @@ def example_home() -> Iterator[Path]:
                 os.environ["HOME"] = previous
 
 
-_KEY_LOCK = threading.Lock()
-
-
-def _proof_classes() -> tuple[type, type]:
-    """Mock and monitor subclasses of tests.harness used by every proof (imported lazily: tests/ is not a runtime dep)."""
-    from tests import harness
-
-    class ProofMocks(harness.RecordingMocks):
-        """The harness mocks, with mock key generation serialised.
-
-        The mock runtime calls `new_resource` from a thread pool, and `functools.cache` (on
-        harness.rsa_key_pem) lets two threads that ask for the same pool key at once each generate,
-        and hand out, a different key: two resources, or two runs, would then disagree.
-        """
-
-        def new_resource(self, args: Any) -> Any:
-            if args.typ != "tls:index/privateKey:PrivateKey":
-                return super().new_resource(args)
-            with _KEY_LOCK:
-                return super().new_resource(args)
-
-    class ProofMonitor(harness.RecordingMonitor):
-        """Also records each input's dependencies (RegisterResource `propertyDependencies`) in
-        `options["property_dependencies"]`: they tell which inputs become unknown when a resource they
-        read from is replaced."""
-
-        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-            response = super().RegisterResource(request)
-            if request.type != "pulumi:pulumi:Stack":
-                self.registrations[-1].options["property_dependencies"] = {
-                    key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()
-                }
-            return response
-
-    return ProofMocks, ProofMonitor
-
-
 def evaluate(
     config: Mapping[str, Any],
     secret_keys: Sequence[str] = (),
@@ -92,9 +53,7 @@ def evaluate(
     stack: str = "dev",
     program: Path | None = None,
 ) -> RunResult:
-    """tests.harness.run_program with the proof mocks and monitor (see `_proof_classes`); never raises."""
+    """tests.harness.run_program (imported lazily: tests/ is not a runtime dependency); never raises."""
     from tests import harness
 
-    mocks, monitor = _proof_classes()
-    with mock.patch.object(harness, "RecordingMocks", mocks), mock.patch.object(harness, "RecordingMonitor", monitor):
-        return harness.run_program(config, list(secret_keys), stack=stack, program=program or harness.PROGRAM)
+    return harness.run_program(config, list(secret_keys), stack=stack, program=program or harness.PROGRAM)
