@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import dns.rdtypes.ANY.CAA
 import pulumi
-import pulumi_cloudflare as cloudflare
+
+if TYPE_CHECKING:
+    import pulumi_cloudflare as cloudflare
 
 from config.records import (
     RecordSpec,
@@ -74,20 +77,25 @@ class MailDns(pulumi.ComponentResource):
         )
 
         if settings.dns_provider == "cloudflare":
+            # Imported only here: pulumi_cloudflare loads its ~800 modules eagerly (about 2.7 s),
+            # which a manual-DNS stack should not pay on every preview.
+            import pulumi_cloudflare as cloudflare
+
             child = pulumi.ResourceOptions(parent=self)
             zone_ids = self._zone_ids(settings, {r.zone for r in static} | {d.zone for d in settings.domains})
             comment = f"managed by mailstack (stack {settings.stack})"
-            for record in static:
-                fields = cloudflare_fields(record)
+
+            def publish(record: RecordSpec, content: pulumi.Input[str] | None = None) -> None:
                 # Names are FQDNs: the API answers with FQDNs, so `@` or short names drift on every
                 # refresh (cloudflare/terraform-provider-cloudflare#5517, #5378). Mail records are
                 # never proxied: Cloudflare's proxy carries HTTP only and would hide the mail host.
+                fields = cloudflare_fields(record)
                 cloudflare.DnsRecord(
                     f"{name}-{record.key}",
                     zone_id=zone_ids[record.zone],
                     name=record.name,
                     type=record.type,
-                    content=fields.content,
+                    content=fields.content if content is None else content,
                     priority=fields.priority,
                     data=fields.data,
                     ttl=record.ttl,
@@ -95,21 +103,13 @@ class MailDns(pulumi.ComponentResource):
                     comment=comment,
                     opts=child,
                 )
+
+            for record in static:
+                publish(record)
             for domain, selector, spec in dkim.values():
                 # The identity of a DKIM record does not depend on its key, so the resource exists
                 # (and is previewed) before the key does; only its content waits for the key.
-                skeleton = dkim_record(settings, domain, selector, "")
-                cloudflare.DnsRecord(
-                    f"{name}-{skeleton.key}",
-                    zone_id=zone_ids[skeleton.zone],
-                    name=skeleton.name,
-                    type="TXT",
-                    content=spec.apply(lambda s: quoted_txt(s.content)),
-                    ttl=skeleton.ttl,
-                    proxied=False,
-                    comment=comment,
-                    opts=child,
-                )
+                publish(dkim_record(settings, domain, selector, ""), spec.apply(lambda s: quoted_txt(s.content)))
 
         self.register_outputs(
             {"records": self.records, "zone_files": self.zone_files, "dkim_records": self.dkim_records}
@@ -127,6 +127,8 @@ class MailDns(pulumi.ComponentResource):
             if configured:
                 ids[zone] = configured[0]
             else:
+                import pulumi_cloudflare as cloudflare  # see __init__: loaded only for this backend
+
                 ids[zone] = cloudflare.get_zone_output(
                     filter={"name": zone, "match": "all"}, opts=pulumi.InvokeOutputOptions(parent=self)
                 ).id
@@ -155,6 +157,8 @@ def cloudflare_fields(record: RecordSpec) -> CloudflareFields:
         return CloudflareFields(quoted_txt(record.content), None, None)
     if record.type == "MX":
         return CloudflareFields(record.content, record.priority, None)
+    if record.type in ("SRV", "CAA"):
+        import pulumi_cloudflare as cloudflare  # see MailDns.__init__: loaded only for this backend
     if record.type == "SRV":
         weight, port, target = record.content.split()
         data = cloudflare.DnsRecordDataArgs(priority=record.priority, weight=int(weight), port=int(port), target=target)
