@@ -10,24 +10,14 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components import docker_spec
 from components.dkim_keys import DkimKeys
 from components.host_target import HostTarget
 from components.tls import Tls, TlsArgs
-from config import dms_files
-from config.dms_env import capabilities, dms_env, published_ports
+from config import containers, dms_files
 from config.dms_files import DkimSigner
-from config.passwords import hash_passwords
+from config.passwords import GENERATED_PASSWORD_LENGTH, SEED_BYTES, hash_passwords
 from config.settings import MailSettings
-
-CONFIG_CONTAINER_DIR = dms_files.CONTAINER_CONFIG_DIR
-# DMS v15.1 compose.yaml healthcheck: Postfix listens on :25 once DMS finished its setup.
-HEALTHCHECK = "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"
-SIGNER_LABEL = "mailstack.signer-config-sha256"
-WATCHTOWER_LABEL = "com.centurylinklabs.watchtower.enable"
-VOLUMES = (("mail-data", "/var/mail"), ("mail-state", "/var/mail-state"), ("mail-logs", "/var/log/mail"))
-GENERATED_PASSWORD_LENGTH = 24
-"""Letters and digits only (~143 bits): no character a mail client or shell could mangle."""
-SEED_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -73,7 +63,7 @@ class MailServer(pulumi.ComponentResource):
         super().__init__("mailstack:index:MailServer", name, None, opts)
         settings, host, dkim = args.settings, args.host, args.dkim
         child = pulumi.ResourceOptions(parent=self)
-        config_dir = f"{host.data_dir}/config"
+        config_dir = containers.config_dir(settings)
 
         def write(role: str, relative_path: str, text: pulumi.Input[str]) -> pulumi.Resource:
             return host.write_file(f"{name}-{role}", f"{config_dir}/{relative_path}", text, child)
@@ -127,49 +117,23 @@ class MailServer(pulumi.ComponentResource):
         tls = Tls(f"{name}-tls", TlsArgs(settings=settings, host=host), opts=child)
 
         docker_opts = pulumi.ResourceOptions(parent=self, provider=host.docker_provider, depends_on=host.ready)
-        image = docker.RemoteImage(f"{name}-image", name=settings.image, keep_locally=True, opts=docker_opts)
+        spec = containers.mail_container(settings, signer_fingerprint=signer_fingerprint)
+        image = docker_spec.image(f"{name}-image", spec, docker_opts)
         volumes = {
             role: docker.Volume(
                 f"{name}-{role}",
-                name=f"mailstack-{settings.stack}-{role}",
+                name=containers.volume_name(settings, role),
                 opts=pulumi.ResourceOptions.merge(
                     volume_options(self, host.docker_provider), pulumi.ResourceOptions(depends_on=host.ready)
                 ),
             )
-            for role, _ in VOLUMES
+            for role, _ in containers.VOLUMES
         }
-        caps = capabilities(settings)
-        labels = [docker.ContainerLabelArgs(label=SIGNER_LABEL, value=signer_fingerprint)]
-        if settings.watchtower:
-            labels.append(docker.ContainerLabelArgs(label=WATCHTOWER_LABEL, value="true"))
-        container = docker.Container(
+        container = docker_spec.container(
             f"{name}-container",
-            name=f"mailstack-{settings.stack}-mailserver",
-            image=image.image_id,
-            hostname=settings.hostname,
-            envs=[f"{k}={v}" for k, v in dms_env(settings)],
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=p.port, external=p.port, ip=settings.ports.bind_address, protocol="tcp"
-                )
-                for p in published_ports(settings.ports)
-            ],
-            volumes=[
-                *(
-                    docker.ContainerVolumeArgs(volume_name=volumes[role].name, container_path=path)
-                    for role, path in VOLUMES
-                ),
-                docker.ContainerVolumeArgs(host_path=config_dir, container_path=CONFIG_CONTAINER_DIR),
-                docker.ContainerVolumeArgs(host_path="/etc/localtime", container_path="/etc/localtime", read_only=True),
-                *tls.volumes,
-            ],
-            capabilities=docker.ContainerCapabilitiesArgs(adds=list(caps)) if caps else None,
-            labels=labels,
-            restart="always",
-            stop_timeout=60,  # compose `stop_grace_period: 1m`: Postfix/Dovecot flush queues and indexes
-            memory=settings.memory_mb,
-            network_mode="bridge",  # explicit: the provider shows a diff on every run otherwise (pulumi-docker#1272)
-            healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD-SHELL", HEALTHCHECK], timeout="3s", retries=0),
+            spec,
+            image_id=image.image_id,
+            volumes={containers.volume_name(settings, role): volume.name for role, volume in volumes.items()},
             opts=pulumi.ResourceOptions.merge(
                 docker_opts,
                 pulumi.ResourceOptions(
@@ -182,22 +146,12 @@ class MailServer(pulumi.ComponentResource):
                 ),
             ),
         )
-        if settings.watchtower:
-            watchtower_image = docker.RemoteImage(
-                f"{name}-watchtower-image", name=settings.watchtower_image, keep_locally=True, opts=docker_opts
-            )
-            docker.Container(
+        watchtower = containers.watchtower_container(settings)
+        if watchtower is not None:
+            docker_spec.container(
                 f"{name}-watchtower",
-                name=f"mailstack-{settings.stack}-watchtower",
-                image=watchtower_image.image_id,
-                # Daily, removing replaced images, and only containers labelled enable=true (the DMS
-                # container): nothing else on the host is touched (reference/tls-and-updates.md §3).
-                command=["--interval", "86400", "--cleanup", "--label-enable"],
-                volumes=[
-                    docker.ContainerVolumeArgs(host_path="/var/run/docker.sock", container_path="/var/run/docker.sock")
-                ],
-                restart="unless-stopped",
-                network_mode="bridge",
+                watchtower,
+                image_id=docker_spec.image(f"{name}-watchtower-image", watchtower, docker_opts).image_id,
                 opts=pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(delete_before_replace=True)),
             )
 

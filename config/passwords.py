@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import string
 import subprocess
 import sys
 import warnings
@@ -27,6 +28,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from passlib.hash import sha512_crypt
 
+GENERATED_PASSWORD_LENGTH = 24
+"""Letters and digits only (~143 bits): no character a mail client or shell could mangle."""
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+"""What `random.RandomPassword(special=False)` draws from (upper, lower, numeric), as the stack does."""
+SEED_BYTES = 32
+"""Length of the per-stack secret seed that derives the salts (a `random.RandomBytes`)."""
 SCHEME_PREFIX = "{SHA512-CRYPT}"
 ROUNDS = 5000
 """doveadm's default, and the glibc default that `$6$` without `rounds=` means. passlib's own default

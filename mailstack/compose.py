@@ -1,78 +1,29 @@
 """`compose.yaml` and `mailserver.env` for a stack: the containers the components create, in Compose form.
 
-Every value comes from the builders and constants the Pulumi components use (config/dms_env.py,
-config/dms_files.py, components/mail_server.py, components/tls.py); nothing here decides anything
-about mail. Values the components still compute inline (inside their constructors) are not copied:
-they are listed in `PENDING` and the render marks `compose.yaml` incomplete until they move into
-pure functions (docs/render.md, "Not rendered yet").
+Every container comes from config/containers.py, the specs the Pulumi components translate into
+`docker.Container`s (components/docker_spec.py); this module only changes their form. Nothing here
+decides anything about a container.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.mail_server import HEALTHCHECK, SIGNER_LABEL, VOLUMES, WATCHTOWER_LABEL
-from config.dms_env import capabilities, published_ports
+from config import containers
+from config.containers import ContainerSpec, Healthcheck, Mount
 from config.settings import MailSettings
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "compose-spec.json"
 MAIL_SERVICE = "mailserver"
+CERTBOT_SERVICE = "certbot"
+WATCHTOWER_SERVICE = "watchtower"
 ENV_FILE = "mailserver.env"
-
-PENDING: dict[str, tuple[str, ...]] = {
-    MAIL_SERVICE: (
-        "container_name",
-        "volume names",
-        "config directory mount",
-        "/etc/localtime mount",
-        "certificate mount (tls.mode letsencrypt/existing)",
-        "restart",
-        "stop_grace_period",
-        "healthcheck timeout and retries",
-        "network_mode",
-    ),
-    "certbot": ("the whole service (tls.mode letsencrypt)",),
-    "watchtower": ("the whole service (updates.watchtower)",),
-}
-"""What the components compute inline, so compose.yaml cannot carry it yet (by service)."""
-
-
-@dataclass(frozen=True)
-class Port:
-    port: int
-    """Same number on the host and in the container (config.dms_env.PublishedPort)."""
-    host_ip: str | None
-
-
-@dataclass(frozen=True)
-class Mount:
-    target: str
-    """Path in the container."""
-    volume: str | None = None
-    """Named volume (compose key); None for a bind mount of `source`."""
-    source: str | None = None
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class Service:
-    image: str
-    hostname: str | None = None
-    env_file: str | None = None
-    ports: tuple[Port, ...] = ()
-    mounts: tuple[Mount, ...] = ()
-    cap_add: tuple[str, ...] = ()
-    labels: tuple[tuple[str, str], ...] = ()
-    memory_mb: int | None = None
-    healthcheck: tuple[str, ...] = ()
-    """Docker's test form, e.g. ("CMD-SHELL", "<shell>")."""
 
 
 def env_file_text(env: Sequence[tuple[str, str]]) -> str:
@@ -87,87 +38,129 @@ def env_file_text(env: Sequence[tuple[str, str]]) -> str:
     return "".join(f"{key}={value}\n" for key, value in env)
 
 
-def mail_service(settings: MailSettings, *, signer_fingerprint: str) -> Service:
-    """The DMS container as components/mail_server.py defines it (minus `PENDING`)."""
-    labels = [(SIGNER_LABEL, signer_fingerprint)]
-    if settings.watchtower:
-        labels.append((WATCHTOWER_LABEL, "true"))
-    return Service(
-        image=settings.image,
-        hostname=settings.hostname,
-        env_file=ENV_FILE,
-        ports=tuple(Port(p.port, settings.ports.bind_address) for p in published_ports(settings.ports)),
-        mounts=tuple(Mount(target=path, volume=role) for role, path in VOLUMES),
-        cap_add=capabilities(settings),
-        labels=tuple(labels),
-        memory_mb=settings.memory_mb,
-        healthcheck=("CMD-SHELL", HEALTHCHECK),
-    )
+def services(settings: MailSettings, *, signer_fingerprint: str) -> dict[str, ContainerSpec[str]]:
+    """Compose service name → container spec, for the containers these settings run."""
+    out: dict[str, ContainerSpec[str]] = {
+        MAIL_SERVICE: containers.mail_container(settings, signer_fingerprint=signer_fingerprint)
+    }
+    certbot = containers.certbot_container(settings)
+    if certbot is not None:
+        out[CERTBOT_SERVICE] = certbot
+    watchtower = containers.watchtower_container(settings)
+    if watchtower is not None:
+        out[WATCHTOWER_SERVICE] = watchtower
+    return out
 
 
-def pending(settings: MailSettings) -> tuple[str, ...]:
-    """Human-readable list of what compose.yaml lacks for these settings."""
-    out = [f"{MAIL_SERVICE}: {item}" for item in PENDING[MAIL_SERVICE] if _applies(item, settings)]
-    if settings.tls.mode == "letsencrypt":
-        out += [f"certbot: {item}" for item in PENDING["certbot"]]
-    if settings.watchtower:
-        out += [f"watchtower: {item}" for item in PENDING["watchtower"]]
-    return tuple(out)
+def service_document(
+    spec: ContainerSpec[str], *, env_file: str | None = None, depends_on: Mapping[str, ContainerSpec[str]] | None = None
+) -> dict[str, Any]:
+    """One service in Compose's long syntax (explicit fields are easier to audit than short strings).
 
-
-def _applies(item: str, settings: MailSettings) -> bool:
-    return not item.startswith("certificate mount") or settings.tls.mode != "self-signed"
-
-
-def service_document(service: Service) -> dict[str, Any]:
-    """One service in Compose's long syntax (explicit fields are easier to audit than short strings)."""
-    doc: dict[str, Any] = {"image": service.image}
-    if service.hostname:
-        doc["hostname"] = service.hostname
-    if service.env_file:
-        doc["env_file"] = [service.env_file]
-    if service.ports:
+    Args:
+        spec: the container.
+        env_file: file holding the spec's environment (written by the caller); None puts it inline.
+        depends_on: services that must run first, by name. One with `wait_healthy_seconds` must be
+            healthy, as the component waits for it.
+    """
+    doc: dict[str, Any] = {"image": spec.image, "container_name": spec.name}
+    if spec.hostname:
+        doc["hostname"] = spec.hostname
+    if env_file:
+        doc["env_file"] = [env_file]
+    elif spec.env:
+        doc["environment"] = dict(spec.env)
+    if spec.entrypoint is not None:
+        doc["entrypoint"] = list(spec.entrypoint)
+    if spec.command is not None:
+        doc["command"] = list(spec.command)
+    if spec.ports:
         doc["ports"] = [
             {
-                "target": p.port,
-                "published": p.port,
-                "protocol": "tcp",
-                **({"host_ip": p.host_ip} if p.host_ip else {}),
+                "target": p.internal,
+                "published": p.external,
+                "protocol": p.protocol,
+                **({"host_ip": p.ip} if p.ip else {}),
             }
-            for p in service.ports
+            for p in spec.ports
         ]
-    if service.mounts:
-        doc["volumes"] = [_mount(m) for m in service.mounts]
-    if service.cap_add:
-        doc["cap_add"] = list(service.cap_add)
-    if service.labels:
-        doc["labels"] = dict(service.labels)
-    if service.memory_mb is not None:
-        doc["mem_limit"] = f"{service.memory_mb}m"
-    if service.healthcheck:
-        doc["healthcheck"] = {"test": list(service.healthcheck)}
+    if spec.mounts:
+        doc["volumes"] = [_mount(m) for m in spec.mounts]
+    if spec.capabilities:
+        doc["cap_add"] = list(spec.capabilities)
+    if spec.labels:
+        doc["labels"] = dict(spec.labels)
+    if spec.memory_mb is not None:
+        doc["mem_limit"] = f"{spec.memory_mb}m"
+    doc["restart"] = spec.restart
+    if spec.stop_timeout is not None:
+        doc["stop_grace_period"] = f"{spec.stop_timeout}s"
+    doc["network_mode"] = spec.network_mode
+    if spec.healthcheck is not None:
+        doc["healthcheck"] = _healthcheck(spec.healthcheck)
+    if depends_on:
+        doc["depends_on"] = {
+            name: {"condition": "service_healthy" if dep.wait_healthy_seconds is not None else "service_started"}
+            for name, dep in depends_on.items()
+        }
     return doc
 
 
 def _mount(mount: Mount) -> dict[str, Any]:
-    if mount.volume is not None:
-        out: dict[str, Any] = {"type": "volume", "source": mount.volume, "target": mount.target}
+    if mount.volume_name is not None:
+        out: dict[str, Any] = {"type": "volume", "source": mount.volume_name, "target": mount.container_path}
     else:
-        out = {"type": "bind", "source": mount.source, "target": mount.target}
+        # The provider's `volumes` are Docker `Binds`, which create a missing host directory
+        # (certbot's letsencrypt/ on first start); Compose's long syntax does so only when asked.
+        out = {"type": "bind", "source": mount.host_path, "target": mount.container_path}
+        out["bind"] = {"create_host_path": True}
     if mount.read_only:
         out["read_only"] = True
     return out
 
 
+def _healthcheck(check: Healthcheck) -> dict[str, Any]:
+    out: dict[str, Any] = {"test": list(check.tests)}
+    for key, value in (
+        ("interval", check.interval),
+        ("timeout", check.timeout),
+        ("retries", check.retries),
+        ("start_period", check.start_period),
+    ):
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def compose_document(settings: MailSettings, *, signer_fingerprint: str) -> dict[str, Any]:
     """The whole compose file as a mapping (project name, services, named volumes)."""
-    services = {MAIL_SERVICE: mail_service(settings, signer_fingerprint=signer_fingerprint)}
-    volumes = sorted({m.volume for s in services.values() for m in s.mounts if m.volume})
-    return {
-        "name": f"mailstack-{settings.stack}",
-        "services": {key: service_document(service) for key, service in services.items()},
-        "volumes": {volume: {} for volume in volumes},
+    specs = services(settings, signer_fingerprint=signer_fingerprint)
+    # DMS waits for its certificate, as the component makes it wait for the Tls resources.
+    waits_for = {CERTBOT_SERVICE: specs[CERTBOT_SERVICE]} if CERTBOT_SERVICE in specs else None
+    documents = {
+        MAIL_SERVICE: service_document(specs[MAIL_SERVICE], env_file=ENV_FILE, depends_on=waits_for),
+        **{name: service_document(spec) for name, spec in specs.items() if name != MAIL_SERVICE},
     }
+    volumes = sorted({m.volume_name for spec in specs.values() for m in spec.mounts if m.volume_name})
+    return _escape(
+        {
+            "name": f"mailstack-{settings.stack}",
+            "services": documents,
+            # `name`: the Docker volume the stack creates, not one prefixed with the project name.
+            "volumes": {volume: {"name": volume} for volume in volumes},
+        }
+    )
+
+
+def _escape(value: Any) -> Any:
+    """Double every `$`: Compose interpolates `$VAR` in values (certbot's script uses `$extra`, `$!`)."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {key: _escape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escape(item) for item in value]
+    return value
 
 
 def dump(document: Mapping[str, Any], *, header: Sequence[str] = ()) -> str:

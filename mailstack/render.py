@@ -4,9 +4,9 @@ Reads `Pulumi.<stack>.yaml` through the same validation as the Pulumi program (`
 and writes, from the same pure builders the components use: `compose.yaml`, `mailserver.env`, DMS's
 config directory, one BIND zone file per DNS zone, and `records.md`.
 
-Values that live in Pulumi state (DKIM keys, generated passwords, the password-hash seed) do not
-exist outside it, so a render generates fresh ones and says so: a rendered DKIM record matches the
-rendered key, not the key a deployed stack holds.
+Values that live in Pulumi state (DKIM keys, generated passwords, the password-hash seed, the
+self-signed certificate) do not exist outside it, so a render generates fresh ones and says so: a
+rendered DKIM record matches the rendered key, not the key a deployed stack holds.
 
 Exit codes: 0 rendered; 1 the configuration has problems (all listed); 2 a file could not be read
 or written (stack file, passphrase, output directory).
@@ -15,25 +15,27 @@ or written (stack file, passphrase, output directory).
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import secrets
 import shutil
-import string
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from components.mail_server import GENERATED_PASSWORD_LENGTH, SEED_BYTES
-from config import ConfigError, MailSettings, dms_files, load_settings
-from config.dms_env import SELF_SIGNED_CERT, SELF_SIGNED_KEY, dms_env
-from config.passwords import hash_passwords
+from config import ConfigError, MailSettings, containers, dms_files, load_settings
+from config.checks import CF_TOKEN_KEY
+from config.containers import SelfSignedCertSpec
+from config.passwords import GENERATED_PASSWORD_LENGTH, PASSWORD_ALPHABET, SEED_BYTES, hash_passwords
 from config.records import RecordSpec, dkim_selectors, mail_records
 from config.zonefile import render_zone_files
 from mailstack import compose
@@ -51,15 +53,20 @@ EXIT_IO = 2
 
 MARKER = ".mailstack-render"
 """Marks a directory as render output, so a second render may replace it and nothing else is ever deleted."""
-CONFIG_DIR = "config"
-"""DMS's config volume, relative to the output directory (mounted at /tmp/docker-mailserver)."""
+CONFIG_DIR = containers.CONFIG_SUBDIR
+"""DMS's config volume, relative to the output directory as to `target.dataDir` (mounted at /tmp/docker-mailserver)."""
 ZONES_DIR = "zones"
 GENERATED_PASSWORDS = "generated-passwords.txt"
-PASSWORD_ALPHABET = string.ascii_letters + string.digits
-"""What `random.RandomPassword(special=False)` draws from (upper, lower, numeric), as the stack does."""
 
 KeyId = tuple[str, str]
 """(domain, selector)."""
+
+
+@dataclass(frozen=True)
+class SelfSignedCert:
+    key_pem: str = field(repr=False)
+    """PKCS#1 PEM, as pulumi-tls's `private_key_pem`."""
+    cert_pem: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class StackState:
     """address → password for every account whose config sets none."""
     password_seed: bytes = field(repr=False)
     """The per-stack secret that derives the SHA512-CRYPT salts (config/passwords.py)."""
+    self_signed: SelfSignedCert | None = None
+    """The certificate of `tls.mode: self-signed` (required then, unused otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +99,6 @@ class Rendering:
     files: tuple[OutputFile, ...]
     generated: tuple[str, ...]
     """What this render generated instead of reading it from Pulumi state (one line each, no secrets)."""
-    missing: tuple[str, ...] = ()
-    """Files the stack writes that this render cannot write yet, and why."""
 
     @property
     def incomplete(self) -> tuple[OutputFile, ...]:
@@ -116,33 +123,96 @@ def public_key_pem(private_pem: str) -> str:
     )
 
 
+def self_signed_cert(spec: SelfSignedCertSpec, key_pem: str, *, now: datetime.datetime | None = None) -> str:
+    """A self-signed certificate (PEM) with the spec's name, validity and uses.
+
+    A stand-in for the stack's pulumi-tls certificate, which exists only in Pulumi state; the
+    extensions beyond those in the spec are not claimed to match pulumi-tls's byte for byte.
+
+    Raises:
+        ValueError: the spec names a use this function does not map.
+    """
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)  # spec.key_algorithm is RSA
+    start = now or datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name)])
+    uses = set(spec.allowed_uses)
+    unknown = uses - {"key_encipherment", "digital_signature", "server_auth"}
+    if unknown:
+        raise ValueError(f"allowed uses not rendered: {', '.join(sorted(unknown))}")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(hours=spec.validity_hours))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in spec.dns_names]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature="digital_signature" in uses,
+                content_commitment=False,
+                key_encipherment="key_encipherment" in uses,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if "server_auth" in uses:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
 def fresh_state(settings: MailSettings, *, new_key: Callable[[int], str] = new_rsa_key) -> StackState:
-    """Generate what Pulumi state would hold: a key per (domain, selector), passwords, the hash seed."""
+    """Generate what Pulumi state would hold: DKIM keys, passwords, the hash seed, the self-signed certificate."""
     keys = {
         (domain.name, selector): new_key(domain.dkim.bits)
         for domain in settings.domains
         for selector in dkim_selectors(domain)
     }
     passwords = {a.address: _new_password() for a in settings.accounts if a.password is None}
-    return StackState(keys, passwords, secrets.token_bytes(SEED_BYTES))
+    self_signed = None
+    cert_spec = containers.self_signed_cert_spec(settings)
+    if cert_spec is not None:
+        key_pem = new_key(cert_spec.rsa_bits)
+        self_signed = SelfSignedCert(key_pem, self_signed_cert(cert_spec, key_pem))
+    return StackState(keys, passwords, secrets.token_bytes(SEED_BYTES), self_signed)
 
 
 def _new_password() -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(GENERATED_PASSWORD_LENGTH))
 
 
-def render_stack(settings: MailSettings, state: StackState, *, undecrypted: Sequence[str] = ()) -> Rendering:
+def render_stack(
+    settings: MailSettings,
+    state: StackState,
+    *,
+    undecrypted: Sequence[str] = (),
+    cloudflare_token: str | None = None,
+) -> Rendering:
     """Every output file of a stack (pure apart from what `state` carries).
 
     Args:
         settings: the validated settings.
-        state: DKIM keys, generated passwords and the hash seed.
+        state: DKIM keys, generated passwords, the hash seed and the self-signed certificate.
         undecrypted: config paths whose secret was replaced by a placeholder (no passphrase).
+        cloudflare_token: the stack's `cloudflare:apiToken`, for certbot's DNS-01 credentials.
+
+    Raises:
+        ValueError: the settings need a value that `state` or `cloudflare_token` does not carry.
     """
     files: list[OutputFile] = []
     config_files, fingerprint = _dms_config_files(settings, state)
     files += config_files
-    files.append(OutputFile(compose.ENV_FILE, compose.env_file_text(dms_env(settings))))
+    files += _tls_files(settings, state, cloudflare_token)
+    mail = containers.mail_container(settings, signer_fingerprint=fingerprint)
+    files.append(OutputFile(compose.ENV_FILE, compose.env_file_text(mail.env)))
     files.append(_compose_file(settings, fingerprint))
     records = mail_records(settings, {key_id: public_key_pem(pem) for key_id, pem in state.dkim_private_keys.items()})
     for zone, text in render_zone_files(records, stack=settings.stack, provider=settings.dns_provider).items():
@@ -151,37 +221,34 @@ def render_stack(settings: MailSettings, state: StackState, *, undecrypted: Sequ
     if state.passwords:
         files.append(OutputFile(GENERATED_PASSWORDS, _generated_passwords_text(state.passwords), secret=True))
     files = [_mark_incomplete(f, settings, undecrypted) for f in files]
-    return Rendering(tuple(files), _generated_notes(settings, state), _missing_files(settings))
+    return Rendering(tuple(files), _generated_notes(settings, state))
 
 
-def _missing_files(settings: MailSettings) -> tuple[str, ...]:
-    """Host files the stack writes whose content is computed inside a component (no pure builder yet)."""
+def _tls_files(settings: MailSettings, state: StackState, cloudflare_token: str | None) -> list[OutputFile]:
+    """The self-signed certificate and key in the config dir, or certbot's Cloudflare credentials."""
     out = []
-    if settings.tls.mode == "self-signed":
-        out.append(
-            f"{CONFIG_DIR}/{SELF_SIGNED_CERT}, {CONFIG_DIR}/{SELF_SIGNED_KEY}: the self-signed certificate's "
-            "parameters are inside components/tls.py (Tls.__init__)"
-        )
-    if settings.tls.mode == "letsencrypt" and settings.tls.challenge == "dns-cloudflare":
-        out.append("certbot/cloudflare.ini: its text is built inside components/tls.py (Tls._certbot)")
-    return tuple(out)
+    cert_spec = containers.self_signed_cert_spec(settings)
+    if cert_spec is not None:
+        if state.self_signed is None:
+            raise ValueError("tls.mode self-signed: the state carries no certificate")
+        out.append(OutputFile(f"{CONFIG_DIR}/{cert_spec.key_file}", state.self_signed.key_pem, secret=True))
+        out.append(OutputFile(f"{CONFIG_DIR}/{cert_spec.cert_file}", state.self_signed.cert_pem))
+    credentials = containers.cloudflare_credentials_file(settings)
+    if credentials is not None:
+        if cloudflare_token is None:
+            raise ValueError("the dns-cloudflare challenge needs cloudflare:apiToken")
+        out.append(OutputFile(credentials, containers.certbot_credentials_text(cloudflare_token), secret=True))
+    return out
 
 
 def _compose_file(settings: MailSettings, signer_fingerprint: str) -> OutputFile:
-    missing = compose.pending(settings)
     header = [
         f"compose.yaml of mailstack stack '{settings.stack}', written by `python -m mailstack.render`.",
-        f"Environment: {compose.ENV_FILE}. DMS's config directory: {CONFIG_DIR}/ in this render.",
+        f"Environment: {compose.ENV_FILE}. Host paths are under {settings.target.data_dir} (target.dataDir or",
+        f"--data-dir); this render holds the files the stack writes there at the same relative paths ({CONFIG_DIR}/, ...).",
     ]
-    if missing:
-        header += ["INCOMPLETE: the components still compute these inline, so they are not here yet:"]
-        header += [f"  - {item}" for item in missing]
     document = compose.compose_document(settings, signer_fingerprint=signer_fingerprint)
-    return OutputFile(
-        "compose.yaml",
-        compose.dump(document, header=header),
-        incomplete=f"{len(missing)} value(s) not available to render yet (see the file's header)" if missing else None,
-    )
+    return OutputFile("compose.yaml", compose.dump(document, header=header))
 
 
 def _dms_config_files(settings: MailSettings, state: StackState) -> tuple[list[OutputFile], str]:
@@ -302,6 +369,8 @@ def _generated_notes(settings: MailSettings, state: StackState) -> tuple[str, ..
             f"passwords of {', '.join(sorted(state.passwords))}: generated here, written to {GENERATED_PASSWORDS}"
         )
     notes.append("password-hash seed: generated here, so the hashes differ from a deployed stack's")
+    if state.self_signed is not None:
+        notes.append("self-signed certificate: generated here; a deployed stack has its own in Pulumi state")
     return tuple(notes)
 
 
@@ -388,7 +457,13 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         return EXIT_CONFIG
     if args.data_dir:
         settings = replace(settings, target=replace(settings.target, data_dir=args.data_dir.rstrip("/")))
-    rendering = render_stack(settings, fresh_state(settings), undecrypted=stack.undecrypted)
+    token = stack.raw.get(CF_TOKEN_KEY)
+    rendering = render_stack(
+        settings,
+        fresh_state(settings),
+        undecrypted=stack.undecrypted,
+        cloudflare_token=token if isinstance(token, str) else None,
+    )
     try:
         write_rendering(rendering, args.out)
     except OSError as exc:
@@ -410,8 +485,6 @@ def _report(console: Console, rendering: Rendering, stack: StackConfig, out: Pat
     console.print(table)
     for line in rendering.generated:
         console.print(f"generated: {escape(line)}")
-    for line in rendering.missing:
-        console.print(f"[yellow]not rendered:[/yellow] {escape(line)}")
     if stack.undecrypted:
         console.print(
             f"[yellow]{len(rendering.incomplete)} file(s) incomplete:[/yellow] no passphrase, so these secrets are "

@@ -1,4 +1,5 @@
-"""compose.yaml and mailserver.env: exact documents, the Compose schema, and equality with the registered container."""
+"""compose.yaml and mailserver.env: exact documents and the Compose schema (tests/test_render.py compares them with
+the registered containers)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,17 @@ def test_env_file_refuses_a_line_break() -> None:
         compose.env_file_text([("B", "one\ntwo")])
 
 
+BIND = {"create_host_path": True}
+DATA = "/mnt/dietpi_userdata/mailstack"
+
+
 def test_dev_compose_document_exact() -> None:
     assert compose.compose_document(dev_settings(), signer_fingerprint=FINGERPRINT) == {
         "name": "mailstack-dev",
         "services": {
             "mailserver": {
                 "image": "ghcr.io/docker-mailserver/docker-mailserver:15.1.0",
+                "container_name": "mailstack-dev-mailserver",
                 "hostname": "mail.example.test",
                 "env_file": ["mailserver.env"],
                 "ports": [
@@ -44,16 +50,39 @@ def test_dev_compose_document_exact() -> None:
                     for port in (25, 465, 993)
                 ],
                 "volumes": [
-                    {"type": "volume", "source": "mail-data", "target": "/var/mail"},
-                    {"type": "volume", "source": "mail-state", "target": "/var/mail-state"},
-                    {"type": "volume", "source": "mail-logs", "target": "/var/log/mail"},
+                    {"type": "volume", "source": "mailstack-dev-mail-data", "target": "/var/mail"},
+                    {"type": "volume", "source": "mailstack-dev-mail-state", "target": "/var/mail-state"},
+                    {"type": "volume", "source": "mailstack-dev-mail-logs", "target": "/var/log/mail"},
+                    {
+                        "type": "bind",
+                        "source": "/home/u/.mailstack/dev/config",
+                        "target": "/tmp/docker-mailserver",
+                        "bind": BIND,
+                    },
+                    {
+                        "type": "bind",
+                        "source": "/etc/localtime",
+                        "target": "/etc/localtime",
+                        "bind": BIND,
+                        "read_only": True,
+                    },
                 ],
                 "labels": {"mailstack.signer-config-sha256": FINGERPRINT},
                 "mem_limit": "768m",
-                "healthcheck": {"test": ["CMD-SHELL", "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"]},
+                "restart": "always",
+                "stop_grace_period": "60s",
+                "network_mode": "bridge",
+                "healthcheck": {
+                    "test": ["CMD-SHELL", "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"],
+                    "timeout": "3s",
+                    "retries": 0,
+                },
             }
         },
-        "volumes": {"mail-data": {}, "mail-logs": {}, "mail-state": {}},
+        "volumes": {
+            name: {"name": name}
+            for name in ("mailstack-dev-mail-data", "mailstack-dev-mail-logs", "mailstack-dev-mail-state")
+        },
     }
 
 
@@ -91,6 +120,8 @@ def test_standard_profile_adds_net_admin_and_the_watchtower_label() -> None:
         pytest.param(dev_settings, id="dev"),
         pytest.param(prod_settings, id="prod"),
         pytest.param(lambda: _standard_with_watchtower(dev_settings()), id="standard-all-ports"),
+        pytest.param(lambda: _http_challenge(prod_settings()), id="http-challenge"),
+        pytest.param(lambda: _existing(prod_settings()), id="existing"),
     ],
 )
 def test_documents_are_valid_compose(settings: Any) -> None:
@@ -107,22 +138,102 @@ def test_the_schema_rejects_what_compose_rejects() -> None:
     ]
 
 
-def test_pending_lists_what_the_settings_need() -> None:
-    assert compose.pending(dev_settings()) == (
-        "mailserver: container_name",
-        "mailserver: volume names",
-        "mailserver: config directory mount",
-        "mailserver: /etc/localtime mount",
-        "mailserver: restart",
-        "mailserver: stop_grace_period",
-        "mailserver: healthcheck timeout and retries",
-        "mailserver: network_mode",
+def _http_challenge(settings: MailSettings) -> MailSettings:
+    from dataclasses import replace
+
+    from config.model import Ports
+
+    return replace(
+        settings,
+        tls=replace(settings.tls, challenge="http", staging=True, email=None),
+        ports=Ports(bind_address="192.0.2.1"),
     )
-    assert compose.pending(prod_settings())[-2:] == (
-        "mailserver: network_mode",
-        "certbot: the whole service (tls.mode letsencrypt)",
-    )
-    assert "mailserver: certificate mount (tls.mode letsencrypt/existing)" in compose.pending(prod_settings())
+
+
+def _existing(settings: MailSettings) -> MailSettings:
+    from dataclasses import replace
+
+    from config.settings import TlsSettings
+
+    return replace(settings, tls=TlsSettings(mode="existing", path="/srv/certs"))
+
+
+def test_prod_certbot_service_and_the_certificate_mount() -> None:
+    """DNS-01: certbot with its credentials directory; DMS mounts its tree and waits until it is healthy."""
+    services = compose.compose_document(prod_settings(), signer_fingerprint=FINGERPRINT)["services"]
+    assert list(services) == ["mailserver", "certbot"]
+    assert services["mailserver"]["volumes"][-1] == {
+        "type": "bind",
+        "source": f"{DATA}/letsencrypt",
+        "target": "/etc/letsencrypt",
+        "bind": BIND,
+        "read_only": True,
+    }
+    assert services["mailserver"]["depends_on"] == {"certbot": {"condition": "service_healthy"}}
+    assert services["certbot"] == {
+        "image": "certbot/dns-cloudflare:v4.2.0",
+        "container_name": "mailstack-prod-certbot",
+        "entrypoint": ["/bin/sh", "-c"],
+        # `$$`: Compose would otherwise substitute its own (empty) variables for `$extra` and `$!`.
+        "command": [
+            'extra=""; if grep -qs acme-staging /etc/letsencrypt/renewal/mail.example.com.conf; then extra="--force-renewal"; fi; '
+            "certbot certonly -n --cert-name mail.example.com -d mail.example.com --agree-tos --email admin@example.com "
+            "--dns-cloudflare --dns-cloudflare-credentials /run/mailstack/cloudflare.ini $$extra || "
+            '{ echo "mailstack: certbot certonly failed; next attempt in 1 h (Let\'s Encrypt allows 5 failed validations per hour)" >&2; '
+            "sleep 3600; exit 1; }; trap exit TERM; while :; do certbot renew; sleep 12h & wait $$!; done"
+        ],
+        "volumes": [
+            {"type": "bind", "source": f"{DATA}/letsencrypt", "target": "/etc/letsencrypt", "bind": BIND},
+            {"type": "bind", "source": f"{DATA}/certbot", "target": "/run/mailstack", "bind": BIND, "read_only": True},
+        ],
+        "restart": "unless-stopped",
+        "network_mode": "bridge",
+        "healthcheck": {
+            "test": ["CMD-SHELL", "test -f /etc/letsencrypt/live/mail.example.com/fullchain.pem"],
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "600s",
+        },
+    }
+
+
+def test_http_challenge_publishes_port_80_on_the_bind_address() -> None:
+    certbot = compose.compose_document(_http_challenge(prod_settings()), signer_fingerprint=FINGERPRINT)["services"][
+        "certbot"
+    ]
+    assert certbot["image"] == "certbot/certbot:v4.2.0"
+    assert certbot["ports"] == [{"target": 80, "published": 80, "protocol": "tcp", "host_ip": "192.0.2.1"}]
+    assert [v["target"] for v in certbot["volumes"]] == ["/etc/letsencrypt"]
+    assert "--standalone" in certbot["command"][0] and "$$extra" not in certbot["command"][0]  # staging
+
+
+def test_existing_certificates_are_mounted_and_no_certbot() -> None:
+    services = compose.compose_document(_existing(prod_settings()), signer_fingerprint=FINGERPRINT)["services"]
+    assert list(services) == ["mailserver"]
+    assert "depends_on" not in services["mailserver"]
+    assert services["mailserver"]["volumes"][-1] == {
+        "type": "bind",
+        "source": "/srv/certs",
+        "target": "/etc/letsencrypt",
+        "bind": BIND,
+        "read_only": True,
+    }
+
+
+def test_watchtower_service() -> None:
+    services = compose.compose_document(_standard_with_watchtower(dev_settings()), signer_fingerprint=FINGERPRINT)[
+        "services"
+    ]
+    assert list(services) == ["mailserver", "watchtower"]
+    assert services["watchtower"] == {
+        "image": "nickfedor/watchtower:1.21.0",
+        "container_name": "mailstack-dev-watchtower",
+        "command": ["--interval", "86400", "--cleanup", "--label-enable"],
+        "volumes": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "bind": BIND}],
+        "restart": "unless-stopped",
+        "network_mode": "bridge",
+    }
 
 
 def test_dump_keeps_key_order_and_header() -> None:

@@ -77,6 +77,9 @@ def test_dev_stack_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         "config/opendkim/keys/example.test/mail.private": 0o600,
         "config/postfix-accounts.cf": 0o600,
         "config/postfix-virtual.cf": 0o644,
+        "config/ssl": 0o700,
+        "config/ssl/cert.pem": 0o644,
+        "config/ssl/key.pem": 0o600,
         "generated-passwords.txt": 0o600,
         "mailserver.env": 0o644,
         "records.md": 0o644,
@@ -86,13 +89,40 @@ def test_dev_stack_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert "generated: DKIM keys (mail._domainkey.example.test)" in stdout
     assert "generated: passwords of postmaster@example.test" in stdout
-    assert "not rendered: config/ssl/cert.pem, config/ssl/key.pem" in stdout
+    assert "generated: self-signed certificate" in stdout
     # The generated password is in its 0600 file, never on the terminal.
     password = (out / "generated-passwords.txt").read_text().splitlines()[-1].split()[1]
     assert len(password) == 24 and password.isalnum()
     assert password not in stdout
     compose_doc = yaml.safe_load((out / "compose.yaml").read_text())
     assert compose.schema_errors(compose_doc) == []
+
+
+def test_self_signed_certificate_follows_the_stack_spec() -> None:
+    """The rendered certificate has what the stack asks pulumi-tls for (config.containers.self_signed_cert_spec)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    settings = load_settings(stack_config(DEV_STACK), stack="dev", home="/h")
+    state = _fast_state(settings)
+    assert state.self_signed is not None
+    files = {f.path: f for f in render.render_stack(settings, state).files}
+    cert = x509.load_pem_x509_certificate(files["config/ssl/cert.pem"].text.encode())
+    assert (files["config/ssl/key.pem"].text, files["config/ssl/key.pem"].secret) == (state.self_signed.key_pem, True)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "mail.example.test"
+    assert cert.issuer == cert.subject
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["mail.example.test"]
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert (usage.digital_signature, usage.key_encipherment, usage.key_cert_sign) == (True, True, False)
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() == 365 * 24 * 3600
+    assert cert.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode() == render.public_key_pem(state.self_signed.key_pem)
 
 
 @pytest.mark.integration
@@ -118,6 +148,7 @@ def test_prod_example_with_passphrase(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (code, stderr) == (0, "")
     modes = _modes(out)
     assert {path for path, mode in modes.items() if mode == 0o600} == {
+        "certbot/cloudflare.ini",
         "config/opendkim/keys/another.com/mail.private",
         "config/opendkim/keys/example.com/mail.private",
         "config/postfix-accounts.cf",
@@ -130,16 +161,20 @@ def test_prod_example_with_passphrase(tmp_path: Path, capsys: pytest.CaptureFixt
     assert not (out / "generated-passwords.txt").exists()  # every account has its password in config
     for secret in PROD_SECRETS.values():
         assert secret not in stdout
-    # Everything decrypted: only compose.yaml is incomplete (values not yet available to render).
-    assert stdout.count("incomplete:") == 1
-    assert "file(s) incomplete" not in stdout
-    assert "not rendered: certbot/cloudflare.ini" in stdout
+    # Everything decrypted: nothing is incomplete.
+    assert "incomplete" not in stdout
+    assert (
+        out / "certbot/cloudflare.ini"
+    ).read_text() == f"dns_cloudflare_api_token = {PROD_SECRETS['cloudflare:apiToken']}\n"
 
 
 @pytest.mark.integration
 def test_prod_render_passes_kzonecheck_and_doveadm(tmp_path: Path) -> None:
     settings = load_settings(prod_config_values(), secret_keys=PROD_SECRET_KEYS, stack="prod", home="/h")
-    render.write_rendering(render.render_stack(settings, _fast_state(settings)), tmp_path)
+    rendering = render.render_stack(
+        settings, _fast_state(settings), cloudflare_token=PROD_SECRETS["cloudflare:apiToken"]
+    )
+    render.write_rendering(rendering, tmp_path)
     for zone in ("example.com", "another.com"):
         _kzonecheck(tmp_path / "zones" / f"{zone}.zone", zone)
     _doveadm_verify(
@@ -161,7 +196,7 @@ def test_prod_example_without_passphrase_marks_incomplete_files(
     assert {f.path: f.incomplete for f in settings_rendering.incomplete} == {
         "config/postfix-accounts.cf": "encrypted password of me@another.com, me@example.com",
         "config/postfix-sasl-password.cf": "placeholder for mailstack:relay.password, cloudflare:apiToken",
-        "compose.yaml": "10 value(s) not available to render yet (see the file's header)",
+        "certbot/cloudflare.ini": "placeholder for mailstack:relay.password, cloudflare:apiToken",
     }
     sasl = (out / "config/postfix-sasl-password.cf").read_text().splitlines()[-1]
     assert sasl.startswith(f"[smtp-relay.brevo.com]:587 me@example.com:{PLACEHOLDER_PREFIX}")
@@ -174,7 +209,9 @@ def _render_prod_without_passphrase(project: Path) -> render.Rendering:
 
     stack = load_stack(project, "prod", passphrase=None)
     settings = load_settings(stack.raw, secret_keys=stack.secret_keys, stack="prod")
-    return render.render_stack(settings, _fast_state(settings), undecrypted=stack.undecrypted)
+    token = stack.raw["cloudflare:apiToken"]
+    assert isinstance(token, str)
+    return render.render_stack(settings, _fast_state(settings), undecrypted=stack.undecrypted, cloudflare_token=token)
 
 
 # -- exit codes and the output directory -----------------------------------------------------------
@@ -260,7 +297,7 @@ def unbroken_invoke(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _state_from_run(result: RunResult, settings: MailSettings) -> render.StackState:
-    """The DKIM keys, generated passwords and hash seed the mocked Pulumi run holds in its 'state'."""
+    """The DKIM keys, generated passwords, hash seed and self-signed certificate the mocked Pulumi run holds in its 'state'."""
     keys = {}
     for domain in settings.domains:
         for selector in (domain.dkim.selector, *domain.dkim.retired):
@@ -274,29 +311,110 @@ def _state_from_run(result: RunResult, settings: MailSettings) -> render.StackSt
         if a.password is None
     }
     seed = base64.b64decode(plain(result.one("random:index/randomBytes:RandomBytes", "mail-hash-seed").state["base64"]))
-    return render.StackState(keys, passwords, seed)
+    self_signed = None
+    if settings.tls.mode == "self-signed":
+        self_signed = render.SelfSignedCert(
+            plain(result.one("tls:index/privateKey:PrivateKey", "mail-tls-key").state["privateKeyPem"]),
+            plain(result.one("tls:index/selfSignedCert:SelfSignedCert", "mail-tls-cert").state["certPem"]),
+        )
+    return render.StackState(keys, passwords, seed, self_signed)
 
 
-def _registered_config_files(result: RunResult, config_dir: str) -> dict[str, str]:
-    """Config-volume path → text of every file command (the path is the last word of its script)."""
+def _registered_files(result: RunResult, data_dir: str) -> dict[str, str]:
+    """Path in the data dir → text of every file command (the path is the last word of its script)."""
     files = {}
     for reg in result.resources:
         if reg.type in ("command:local:Command", "command:remote:Command") and "stdin" in reg.inputs:
             path = shlex.split(plain(reg.inputs["create"]).rsplit(";", 1)[-1])[-1]
-            if path.startswith(config_dir + "/"):
-                files[path.removeprefix(config_dir + "/")] = plain(reg.inputs["stdin"])
+            if path.startswith(data_dir + "/"):
+                files[path.removeprefix(data_dir + "/")] = plain(reg.inputs["stdin"])
     return files
+
+
+REGISTERED_CONTAINERS = {
+    "mailserver": ("mail-container", "mail-image"),
+    "certbot": ("mail-tls-certbot", "mail-tls-certbot-image"),
+    "watchtower": ("mail-watchtower", "mail-watchtower-image"),
+}
+"""Compose service → (container, image) resource names."""
+
+
+def _unescape(value: Any) -> Any:
+    """compose.yaml doubles `$` against interpolation; the container sees single ones."""
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, dict):
+        return {k: _unescape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unescape(v) for v in value]
+    return value
+
+
+def _as_container_inputs(service: dict[str, Any], volumes: dict[str, Any], env_text: str) -> dict[str, Any]:
+    """A compose service in pulumi-docker's input shape (minus the image id and `wait`)."""
+    duration = {"interval": "interval", "timeout": "timeout", "retries": "retries", "start_period": "startPeriod"}
+    inputs: dict[str, Any] = {"name": service["container_name"]}
+    if "hostname" in service:
+        inputs["hostname"] = service["hostname"]
+    if "env_file" in service:
+        assert service["env_file"] == ["mailserver.env"]
+        inputs["envs"] = env_text.splitlines()
+    for key, target in (("entrypoint", "entrypoints"), ("command", "command")):
+        if key in service:
+            inputs[target] = service[key]
+    if "ports" in service:
+        inputs["ports"] = [
+            {
+                "internal": p["target"],
+                "external": p["published"],
+                "protocol": p["protocol"],
+                **({"ip": p["host_ip"]} if "host_ip" in p else {}),
+            }
+            for p in service["ports"]
+        ]
+    inputs["volumes"] = [
+        {
+            **({"volumeName": volumes[v["source"]]["name"]} if v["type"] == "volume" else {"hostPath": v["source"]}),
+            "containerPath": v["target"],
+            **({"readOnly": True} if v.get("read_only") else {}),
+        }
+        for v in service["volumes"]
+    ]
+    if "cap_add" in service:
+        inputs["capabilities"] = {"adds": service["cap_add"]}
+    if "labels" in service:
+        inputs["labels"] = [{"label": k, "value": v} for k, v in service["labels"].items()]
+    inputs["restart"] = service["restart"]
+    if "stop_grace_period" in service:
+        inputs["stopTimeout"] = int(service["stop_grace_period"].removesuffix("s"))
+    if "mem_limit" in service:
+        inputs["memory"] = int(service["mem_limit"].removesuffix("m"))
+    inputs["networkMode"] = service["network_mode"]
+    if "healthcheck" in service:
+        check = service["healthcheck"]
+        inputs["healthcheck"] = {"tests": check["test"], **{duration[k]: v for k, v in check.items() if k != "test"}}
+    return inputs
+
+
+def _prod_with(**changes: Any) -> Any:
+    return lambda key: with_values(prod_config_values(), **{"target/privateKeyFile": key, **changes})
 
 
 @pytest.mark.parametrize(
     ("config", "secret_keys", "stack"),
     [
         pytest.param(lambda key: stack_config(DEV_STACK), (), "dev", id="dev"),
+        pytest.param(_prod_with(), PROD_SECRET_KEYS, "prod", id="prod"),
         pytest.param(
-            lambda key: with_values(prod_config_values(), **{"target/privateKeyFile": key}),
+            _prod_with(
+                **{"updates": {"watchtower": True}, "tls/challenge": "http", "tls/staging": True, "tls/email": None}
+            ),
             PROD_SECRET_KEYS,
             "prod",
-            id="prod",
+            id="prod-http-watchtower",
+        ),
+        pytest.param(
+            _prod_with(tls={"mode": "existing", "path": "/srv/certs"}), PROD_SECRET_KEYS, "prod", id="prod-existing"
         ),
     ],
 )
@@ -309,15 +427,12 @@ def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, se
     assert result.error is None
     settings = load_settings(raw, secret_keys=set(secret_keys), stack=stack)
     state = _state_from_run(result, settings)
-    rendering = render.render_stack(settings, state)
+    rendering = render.render_stack(settings, state, cloudflare_token=raw.get("cloudflare:apiToken"))
     rendered = {f.path: f.text for f in rendering.files}
 
-    # DMS config files: same texts, and only the self-signed certificate is not rendered yet.
-    registered = _registered_config_files(result, f"{settings.target.data_dir}/config")
-    ours = {p.removeprefix("config/"): t for p, t in rendered.items() if p.startswith("config/")}
-    assert {p: t for p, t in registered.items() if p in ours} == ours
-    expected_missing = {"ssl/cert.pem", "ssl/key.pem"} if settings.tls.mode == "self-signed" else set()
-    assert set(registered) - set(ours) == expected_missing
+    # Files on the host (DMS config, certificate, certbot credentials): the same paths and texts.
+    registered = _registered_files(result, settings.target.data_dir)
+    assert registered == {p: t for p, t in rendered.items() if p.startswith(("config/", "certbot/"))}
 
     # DNS: the same records and zone files as the stack's outputs.
     outputs = result.plain_outputs
@@ -330,18 +445,52 @@ def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, se
 
     # The container: env, ports, named volumes, capabilities, labels, memory, healthcheck command.
     container = result.one("docker:index/container:Container", "mail-container").plain_inputs
-    service = yaml.safe_load(rendered["compose.yaml"])["services"]["mailserver"]
+    document = _unescape(yaml.safe_load(rendered["compose.yaml"]))
+    service = document["services"]["mailserver"]
     assert container["envs"] == rendered["mailserver.env"].splitlines()
     assert [(p["internal"], p["external"], p.get("ip")) for p in container["ports"]] == [
         (p["target"], p["published"], p.get("host_ip")) for p in service["ports"]
     ]
     assert [(v["volumeName"], v["containerPath"]) for v in container["volumes"] if "volumeName" in v] == [
-        (f"mailstack-{stack}-{v['source']}", v["target"]) for v in service["volumes"]
+        (document["volumes"][v["source"]]["name"], v["target"]) for v in service["volumes"] if v["type"] == "volume"
     ]
     assert container.get("capabilities", {}).get("adds", []) == service.get("cap_add", [])
     assert {label["label"]: label["value"] for label in container["labels"]} == service["labels"]
     assert f"{int(container['memory'])}m" == service["mem_limit"]
     assert container["healthcheck"]["tests"] == service["healthcheck"]["test"]
+
+    # Every container, every input: name, restart, mounts, stop timeout, network mode, healthcheck,
+    # certbot and Watchtower included; the image by reference, `wait` as DMS's depends_on.
+    # Every container, every input: name, restart, mounts, stop timeout, network mode, healthcheck,
+    # certbot and Watchtower included; the image by reference, `wait` as DMS's depends_on.
+    expected_services = {"mailserver"}
+    if settings.tls.mode == "letsencrypt":
+        expected_services.add("certbot")
+    if settings.watchtower:
+        expected_services.add("watchtower")
+    assert set(document["services"]) == expected_services
+    waited_for = {
+        dependency
+        for s in document["services"].values()
+        for dependency, condition in s.get("depends_on", {}).items()
+        if condition == {"condition": "service_healthy"}
+    }
+    registered_containers = {r.name: r for r in result.by_type("docker:index/container:Container")}
+    assert set(registered_containers) == {REGISTERED_CONTAINERS[name][0] for name in expected_services}
+    for name, compose_service in document["services"].items():
+        container_name, image_name = REGISTERED_CONTAINERS[name]
+        inputs = registered_containers[container_name].plain_inputs
+        image = result.one("docker:index/remoteImage:RemoteImage", image_name)
+        assert inputs.pop("image") == plain(image.state["imageId"])
+        assert image.plain_inputs["name"] == compose_service["image"]
+        wait, wait_timeout = inputs.pop("wait", False), inputs.pop("waitTimeout", None)
+        if name in waited_for:
+            assert (wait, f"{int(wait_timeout)}s") == (True, compose_service["healthcheck"]["start_period"])
+        else:
+            assert (wait, wait_timeout) == (False, None)
+        if inputs.get("ports") == []:
+            del inputs["ports"]  # certbot (DNS-01) registers an empty list; Compose has no such thing
+        assert inputs == _as_container_inputs(compose_service, document["volumes"], rendered["mailserver.env"]), name
 
 
 # -- real tools ------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from components.tls import certbot_script
 from config import load_settings
+from config.containers import certbot_script
 from tests.conftest import PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values
 from tests.harness import ROOT, RunResult, is_secret, plain, run_program, stack_config, walk_strings, with_values
 
