@@ -18,7 +18,6 @@ import argparse
 import datetime
 import os
 import secrets
-import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,6 +51,28 @@ EXIT_CONFIG = 1
 EXIT_IO = 2
 
 MARKER = ".mailstack-render"
+MARKER_HEADER = "# written by `python -m mailstack.render`; the next render replaces the files listed here\n"
+
+
+def _remove_previous(out: Path) -> None:
+    """Delete the files the previous render listed in its marker, then directories left empty."""
+    root = out.resolve()
+    for line in (out / MARKER).read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        path = (out / line).resolve()
+        if root not in path.parents:  # a hand-edited marker must not reach outside `out`
+            continue
+        path.unlink(missing_ok=True)
+        for parent in path.parents:
+            if parent == root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+
 """Marks a directory as render output, so a second render may replace it and nothing else is ever deleted."""
 CONFIG_DIR = containers.CONFIG_SUBDIR
 """DMS's config volume, relative to the output directory as to `target.dataDir` (mounted at /tmp/docker-mailserver)."""
@@ -377,8 +398,10 @@ def _generated_notes(settings: MailSettings, state: StackState) -> tuple[str, ..
 def write_rendering(rendering: Rendering, out: Path) -> None:
     """Write the files: directories 0700, secret files 0600, others 0644.
 
-    A previous render in `out` (recognised by its marker file) is replaced whole, so files of a
-    removed domain do not linger; any other non-empty directory is refused.
+    The marker file lists what the previous render wrote; exactly those files are removed first, so
+    files of a removed domain do not linger while anything else in the directory survives (with
+    `--data-dir` pointing here, certbot's `letsencrypt/` must never be wiped: Let's Encrypt allows
+    5 duplicate certificates a week). Any other non-empty directory is refused.
 
     Raises:
         OSError: the directory cannot be written, or holds something that is not a render.
@@ -391,10 +414,11 @@ def write_rendering(rendering: Rendering, out: Path) -> None:
                 raise FileExistsError(
                     f"{out} is not empty and was not written by mailstack render; choose another --out"
                 )
-            shutil.rmtree(out)
+            _remove_previous(out)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    _write(out / MARKER, "written by `python -m mailstack.render`; the next render replaces this directory\n", 0o644)
+    listing = "".join(f"{file.path}\n" for file in rendering.files)
+    _write(out / MARKER, MARKER_HEADER + listing, 0o644)
     for file in rendering.files:
         target = out / file.path
         for parent in reversed(target.relative_to(out).parents[:-1]):

@@ -27,7 +27,6 @@ from config.zonefile import render_zone_files
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values, require_tool
 from tests.dnsserver import KnotServer
 from tests.harness import ROOT, RunResult, plain, run_program, stack_config
-from tests.test_mail_dns import patch_invoke_failures
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +42,10 @@ MESSAGE = (
 
 
 def stack_run(stack: str) -> RunResult:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        patch_invoke_failures(monkeypatch)
-        if stack == "dev":
-            result = run_program(stack_config(DEV_STACK), stack="dev", program=DNS_PROGRAM)
-        else:
-            result = run_program(prod_config_values(), PROD_SECRET_KEYS, stack="prod", program=DNS_PROGRAM)
+    if stack == "dev":
+        result = run_program(stack_config(DEV_STACK), stack="dev", program=DNS_PROGRAM)
+    else:
+        result = run_program(prod_config_values(), PROD_SECRET_KEYS, stack="prod", program=DNS_PROGRAM)
     assert result.error is None, result.error
     return result
 

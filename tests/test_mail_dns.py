@@ -9,7 +9,6 @@ from typing import Any
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import pytest
 
 from config import load_settings
 from config.records import RecordSpec, dkim_selectors, mail_records
@@ -21,25 +20,6 @@ from tests.harness import ROOT, Registration, RunResult, run_program, stack_conf
 DNS_PROGRAM = ROOT / "tests" / "programs" / "mail_dns.py"
 DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
 EXAMPLE_COM_ZONE_ID = "0123456789abcdef0123456789abcdef"
-
-
-def patch_invoke_failures(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pulumi's MockMonitor iterates the failures of a call result, so `(result, None)` breaks every invoke.
-
-    The shared harness answers `(result, None)`; normalise that to an empty list (a no-op once fixed).
-    """
-    original = harness.RecordingMocks.call
-
-    def call(self: harness.RecordingMocks, args: Any) -> Any:
-        result = original(self, args)
-        return (result[0], result[1] or []) if isinstance(result, tuple) else result
-
-    monkeypatch.setattr(harness.RecordingMocks, "call", call)
-
-
-@pytest.fixture(autouse=True)
-def _invoke_failures_are_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    patch_invoke_failures(monkeypatch)
 
 
 def prod_config(**changes: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from config.records import mail_records
 from mailstack import compose, render
 from mailstack.stackfile import PLACEHOLDER_PREFIX, new_encryption_salt, set_secret
 from tests.conftest import DEV_STACK, PROD_EXAMPLE, PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values, require_tool
-from tests.harness import ROOT, RecordingMocks, RunResult, plain, rsa_key_pem, run_program, stack_config, with_values
+from tests.harness import ROOT, RunResult, plain, rsa_key_pem, run_program, stack_config, with_values
 
 PASSPHRASE = "render test passphrase"
 
@@ -273,27 +273,20 @@ def test_refuses_a_foreign_directory_and_replaces_its_own(tmp_path: Path, capsys
 
     own = tmp_path / "own"
     assert _main([*args, str(own)], {}, capsys)[0] == 0
-    (own / "stale.zone").write_text("left over from a removed domain")
+    # A file an earlier render wrote (a since-removed domain's zone) goes; what the render did not
+    # write (certbot's certificates, with --data-dir pointing here) stays.
+    (own / "zones" / "removed.example.zone").write_text("left over from a removed domain")
+    with (own / ".mailstack-render").open("a") as marker:
+        marker.write("zones/removed.example.zone\n")
+    (own / "letsencrypt" / "live" / "mail.example.test").mkdir(parents=True)
+    (own / "letsencrypt" / "live" / "mail.example.test" / "fullchain.pem").write_text("cert")
     assert _main([*args, str(own)], {}, capsys)[0] == 0
-    assert not (own / "stale.zone").exists()
+    assert not (own / "zones" / "removed.example.zone").exists()
+    assert (own / "letsencrypt" / "live" / "mail.example.test" / "fullchain.pem").read_text() == "cert"
+    assert (own / "zones" / "example.test.zone").is_file()
 
 
 # -- identical to what the Pulumi program registers ------------------------------------------------
-
-
-@pytest.fixture
-def unbroken_invoke(monkeypatch: pytest.MonkeyPatch) -> None:
-    """tests/harness.py's mock `call` returns (outputs, None); Pulumi 3.272 iterates the second item.
-
-    Normalise it here so the Cloudflare stack (prod) runs; remove once the harness returns `[]`.
-    """
-    original = RecordingMocks.call
-
-    def call(self: RecordingMocks, args: Any) -> Any:
-        outputs, failures = original(self, args)
-        return outputs, failures or []
-
-    monkeypatch.setattr(RecordingMocks, "call", call)
 
 
 def _state_from_run(result: RunResult, settings: MailSettings) -> render.StackState:
@@ -418,7 +411,6 @@ def _prod_with(**changes: Any) -> Any:
         ),
     ],
 )
-@pytest.mark.usefixtures("unbroken_invoke")
 def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, secret_keys: Any, stack: str) -> None:
     key_file = tmp_path / "id_ed25519"
     key_file.write_text("not a real key: HostTarget only reads it\n")
