@@ -27,10 +27,12 @@ import checkdmarc
 import dns.nameserver
 import dns.query
 
-from mailstack.verify import Endpoint, Options, Verifier
+from mailstack.verify import run
 from mailstack.verify_checks import Status, parse_outputs
+from mailstack.verify_dns import Endpoint
+from mailstack.verify_groups import Checks, Options
 from tests.dnsserver import KnotServer
-from tests.test_verify import HOST, domain_records, host_records, outputs, reverse_zones, zone
+from tests.verify_zones import HOST, domain_records, host_records, outputs, reverse_zones, zone
 
 ADDRESS = "127.0.0.2"
 
@@ -53,10 +55,10 @@ def run_verify(data: dict[str, Any], port: int) -> tuple[float, int, int, int]:
     endpoint = Endpoint(ADDRESS, port)
     options = Options(resolver=endpoint, ns_port=port, skip=frozenset({"ports"}))
     started = time.perf_counter()
-    verifier = Verifier(parse_outputs(data), options)
-    findings = asyncio.run(verifier.run())
+    checks = Checks(parse_outputs(data), options)
+    findings = asyncio.run(run(checks))
     elapsed = time.perf_counter() - started
-    return elapsed, verifier.dns.questions, len(findings), sum(f.status != Status.OK for f in findings)
+    return elapsed, checks.dns.questions, len(findings), sum(f.status != Status.OK for f in findings)
 
 
 def run_checkdmarc(domains: list[str], port: int) -> tuple[float, int, int]:

@@ -1,7 +1,7 @@
 """Pure logic of `verify`: the outputs contract, record comparison, SPF/DKIM/DMARC rules, verdicts.
 
 Nothing here touches the network. The SPF walk takes a lookup function so the same code runs
-against a real resolver (mailstack.verify) and against a dict in unit tests.
+against a real resolver (mailstack.verify_groups) and against a dict in unit tests.
 """
 
 from __future__ import annotations
@@ -152,6 +152,18 @@ class ExpectedRecord:
     def zone_line(self) -> str:
         """The record in zone-file syntax: what to publish."""
         return f"{self.name}. {self.ttl} IN {self.type} {self.rdata.to_text()}"
+
+
+# What `verify` suggests for a mail domain whose outputs carry no SPF or DMARC record: the
+# project's own defaults (the server's MX may send, nothing else; DMARC reports only).
+DEFAULT_SPF = "v=spf1 mx -all"
+DEFAULT_DMARC = "v=DMARC1; p=none"
+
+
+def publish_txt(expected: Sequence[ExpectedRecord], name: str, default: str) -> str:
+    """The fix for a missing TXT record: the stack's own record, else `default` at `name`."""
+    record = expected[0] if expected else ExpectedRecord(name, name, "TXT", default)
+    return f"publish {record.zone_line()}"
 
 
 @dataclass(frozen=True)
@@ -587,10 +599,14 @@ class SpfNode:
         return self.records[0] if len(self.records) == 1 else None
 
 
-async def _addresses(lookup: Lookup, name: str) -> Answer:
+async def lookup_addresses(lookup: Lookup, name: str) -> Answer:
+    """A and AAAA of `name` as one answer.
+
+    The error of either lookup is kept even when the other found addresses: a failed half means
+    "unknown", so an empty result is not a void lookup (RFC 7208 §4.6.4) and not "no address".
+    """
     a, aaaa = await asyncio.gather(lookup(name, "A"), lookup(name, "AAAA"))
-    error = a.error if a.error and aaaa.error else None
-    return Answer(a.values + aaaa.values, nxdomain=a.nxdomain and aaaa.nxdomain, error=error)
+    return Answer(a.values + aaaa.values, nxdomain=a.nxdomain and aaaa.nxdomain, error=a.error or aaaa.error)
 
 
 async def walk_spf(domain: str, lookup: Lookup, _path: tuple[str, ...] = ()) -> SpfNode:
@@ -619,12 +635,12 @@ async def walk_spf(domain: str, lookup: Lookup, _path: tuple[str, ...] = ()) -> 
         node.children[i] = await walk_spf(target, lookup, path)
 
     async def addresses(i: int, target: str) -> None:
-        node.addresses[i] = await _addresses(lookup, target)
+        node.addresses[i] = await lookup_addresses(lookup, target)
 
     async def mx(i: int, target: str) -> None:
         answer = await lookup(target, "MX")
         hosts = [v.split()[-1] for v in answer.values][:SPF_MX_LIMIT]
-        found = await asyncio.gather(*(_addresses(lookup, h) for h in hosts))
+        found = await asyncio.gather(*(lookup_addresses(lookup, h) for h in hosts))
         node.mx[i] = (answer, dict(zip(hosts, found, strict=True)))
 
     for i, term in enumerate(node.terms):

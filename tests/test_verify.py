@@ -6,9 +6,8 @@ fail the test, and every server is started and stopped by a fixture.
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import datetime as dt
-import functools
 import ipaddress
 import json
 import os
@@ -19,148 +18,40 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dns.reversename
 import pytest
 from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mailstack import verify
+from mailstack.verify_probes import Probe, probe_port, tls_context
 from tests.dnsserver import KnotServer, free_port
+from tests.verify_zones import (
+    HOST,
+    IPV4,
+    IPV6,
+    NS1,
+    NS2,
+    dkim_key,
+    domain_records,
+    good_stack,
+    host_records,
+    outputs,
+    reverse_zones,
+    zone,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "mail.example.com"
-IPV4 = "203.0.113.25"
-IPV6 = "2001:db8::25"
-NS1 = "127.0.0.2"
-NS2 = "127.0.0.3"
-TTL = 3600
-
-# -- the stack under test: outputs JSON and the matching zone texts ------------------------------
-
-
-@functools.cache
-def dkim_key(seed: int = 0) -> str:
-    """A real 2048-bit RSA public key, base64 SubjectPublicKeyInfo as OpenDKIM publishes it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
-
-
-def record(
-    zone: str, name: str, rtype: str, content: str, priority: int | None = None, *, purpose: str = ""
-) -> dict[str, Any]:
-    return {
-        "zone": zone,
-        "name": name,
-        "type": rtype,
-        "content": content,
-        "priority": priority,
-        "ttl": TTL,
-        "purpose": purpose,
-    }
-
-
-def domain_records(
-    domain: str,
-    *,
-    key: str | None = None,
-    spf: str = "v=spf1 mx -all",
-    dmarc: str | None = None,
-    selector: str = "mail",
-) -> list[dict[str, Any]]:
-    """What the stack outputs for one mail domain (same shapes as the real dnsRecords output)."""
-    return [
-        record(domain, domain, "MX", HOST, 10, purpose="inbound mail goes to the server"),
-        record(domain, domain, "TXT", spf, purpose="SPF"),
-        record(
-            domain, f"{selector}._domainkey.{domain}", "TXT", f"v=DKIM1; k=rsa; p={key or dkim_key()}", purpose="DKIM"
-        ),
-        record(domain, f"_dmarc.{domain}", "TXT", dmarc or f"v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}"),
-        record(domain, f"_submissions._tcp.{domain}", "SRV", f"1 465 {HOST}", 0, purpose="RFC 8314 submission"),
-        record(domain, f"_imaps._tcp.{domain}", "SRV", f"1 993 {HOST}", 0, purpose="RFC 6186 IMAP"),
-        record(domain, f"_submission._tcp.{domain}", "SRV", "0 0 .", 0, purpose="plaintext submission disabled"),
-    ]
-
-
-def host_records(ipv4: str = IPV4, ipv6: str = IPV6) -> list[dict[str, Any]]:
-    return [record("example.com", HOST, "A", ipv4), record("example.com", HOST, "AAAA", ipv6)]
-
-
-def outputs(records: Sequence[Mapping[str, Any]], ipv4: str | None = IPV4, ipv6: str | None = IPV6) -> dict[str, Any]:
-    return {"hostname": HOST, "publicIPv4": ipv4, "publicIPv6": ipv6, "dnsRecords": list(records)}
-
-
-def quoted(text: str) -> str:
-    """TXT rdata in zone syntax, split into 255-byte strings as a DNS host does."""
-    return " ".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
-
-
-def rr(rec: Mapping[str, Any]) -> str:
-    """One output record as a zone-file line (written here by hand, independently of verify's code)."""
-    name, rtype, content = rec["name"], rec["type"], rec["content"]
-    if rtype == "TXT":
-        data = quoted(content)
-    elif rtype == "MX":
-        data = f"{rec['priority']} {content}."
-    elif rtype == "SRV":
-        weight, port, target = content.split()
-        data = f"{rec['priority']} {weight} {port} {target if target == '.' else target + '.'}"
-    else:
-        data = content
-    return f"{name}. {TTL} IN {rtype} {data}"
-
-
-def zone(
-    origin: str,
-    records: Sequence[Mapping[str, Any]] = (),
-    *,
-    ns: Sequence[tuple[str, str]] = (("ns1", NS1),),
-    serial: int = 1,
-    extra: Sequence[str] = (),
-) -> str:
-    """Zone text: SOA, NS with glue inside the zone, the records of this zone, extra lines."""
-    lines = [
-        f"$ORIGIN {origin}.",
-        "$TTL 300",
-        f"@ SOA {ns[0][0]} hostmaster {serial} 3600 600 86400 300",
-        *(f"@ NS {name}" for name, _ in ns),
-        *(f"{name} A {address}" for name, address in ns),
-        *(rr(r) for r in records if r["zone"] == origin),
-        *extra,
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def reverse_zones(ptr: str = HOST) -> dict[str, str]:
-    """PTR zones for IPV4 and IPV6."""
-    v4 = dns.reversename.from_address(IPV4).to_text()
-    v6 = dns.reversename.from_address(IPV6).to_text()
-    return {
-        "113.0.203.in-addr.arpa": zone("113.0.203.in-addr.arpa", extra=[f"{v4} PTR {ptr}."]),
-        "8.b.d.0.1.0.0.2.ip6.arpa": zone("8.b.d.0.1.0.0.2.ip6.arpa", extra=[f"{v6} PTR {ptr}."]),
-    }
-
-
-def good_stack() -> tuple[dict[str, Any], dict[str, str]]:
-    """Two mail domains; another.com sends DMARC reports to example.com, which authorizes them."""
-    example = domain_records("example.com")
-    another = domain_records("another.com", dmarc="v=DMARC1; p=reject; rua=mailto:dmarc@example.com")
-    authorization = record("example.com", "another.com._report._dmarc.example.com", "TXT", "v=DMARC1")
-    records = [*example, *host_records(), authorization, *another]
-    zones = {"example.com": zone("example.com", records), "another.com": zone("another.com", records)}
-    return outputs(records), {**zones, **reverse_zones()}
-
 
 # -- running verify ------------------------------------------------------------------------------
 
@@ -665,6 +556,29 @@ def test_ptr_not_pointing_at_the_hostname(
     assert run.code == 1
 
 
+def test_spf_missing_without_one_in_the_stack_still_says_what_to_publish(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """A mail domain whose outputs carry no SPF: the `missing` line still names a record to publish."""
+    records = [r for r in domain_records("example.com") if r["content"] != "v=spf1 mx -all"] + host_records()
+    server = knot({"example.com": zone("example.com", records), **reverse_zones()})
+    run = run_verify(tmp_path, capsys, outputs(records), *dns_args(server), "--skip", "ports")
+    assert run.problems() == {("spf", "SPF example.com"): "missing"}
+    assert run.one("spf", "SPF example.com")["fix"] == 'publish example.com. 3600 IN TXT "v=spf1 mx -all"'
+
+
+def test_ptr_with_a_failed_forward_lookup_is_unchecked_not_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """The PTR names the host, but the host's own lookup fails (REFUSED): `error`, not a forward-DNS `fail`."""
+    server = knot(reverse_zones())  # knotd refuses example.com: it does not serve that zone
+    data, _ = good_stack()
+    run = run_verify(tmp_path, capsys, data, *dns_args(server), "--skip", "ports,records,spf,dkim,dmarc,mx")
+    assert run.statuses() == {("ptr", f"PTR {IPV4}"): "error", ("ptr", f"PTR {IPV6}"): "error"}
+    assert run.one("ptr", f"PTR {IPV4}")["detail"] == f"address lookup of {HOST} failed: resolver answered REFUSED"
+    assert run.code == 2
+
+
 def test_blocklist_through_a_local_resolver(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
 ) -> None:
@@ -785,6 +699,120 @@ def test_smtp_without_starttls_and_a_closed_port(
     assert smtps["detail"] == "connection refused: nothing listens there, or a firewall rejects it"
     assert smtps["fix"] == "allow TCP 465 in the host firewall and forward it from the router to the server"
     assert run.code == 1
+
+
+class ScriptedServer:
+    """A TCP server on loopback that runs `script(n, sock)` for its n-th connection, then waits for the client to close.
+
+    `closed_by_client[n]` is True once connection n saw the client's close, False when it did not within 5 s.
+    """
+
+    def __init__(self, script: Callable[[int, socket.socket], None]) -> None:
+        self.script = script
+        self.closed_by_client: dict[int, bool] = {}
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for n in range(100):
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return  # stop() closed the listener
+            threading.Thread(target=self._handle, args=(n, sock), daemon=True).start()
+
+    def _handle(self, n: int, sock: socket.socket) -> None:
+        sock.settimeout(5)
+        with sock:
+            try:
+                self.script(n, sock)
+                while sock.recv(4096):
+                    pass
+                self.closed_by_client[n] = True
+            except OSError:
+                self.closed_by_client.setdefault(n, False)
+
+    def stop(self) -> None:
+        self.listener.close()
+
+    async def closed(self, n: int) -> bool:
+        """Whether the client closed connection n, asked while the client's event loop still runs."""
+        for _ in range(40):
+            if n in self.closed_by_client:
+                break
+            await asyncio.sleep(0.05)
+        return self.closed_by_client.get(n, False)
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Callable[[int, socket.socket], None]], ScriptedServer]]:
+    with ExitStack() as stack:
+
+        def start(script: Callable[[int, socket.socket], None]) -> ScriptedServer:
+            server = ScriptedServer(script)
+            stack.callback(server.stop)
+            return server
+
+        yield start
+
+
+def test_a_stalled_certificate_refetch_keeps_the_tls_verdict_and_closes_its_socket(
+    tmp_path: Path, scripted: Callable[..., ScriptedServer]
+) -> None:
+    """STARTTLS reaches an untrusted certificate; the unverified re-fetch then stalls after the greeting.
+
+    The verdict is the certificate, not "no answer: a firewall drops the packets", and the stalled
+    second connection is closed by verify, not left open until the event loop ends.
+    """
+    context = server_context(make_cert(tmp_path, "self-signed"))
+
+    def script(n: int, sock: socket.socket) -> None:
+        sock.sendall(b"220 mail ESMTP\r\n")
+        if n > 0:
+            return  # the re-fetch: greet, then never answer EHLO
+        sock.recv(1024)
+        sock.sendall(b"250-mail\r\n250 STARTTLS\r\n")
+        sock.recv(1024)
+        sock.sendall(b"220 go ahead\r\n")
+        context.wrap_socket(sock, server_side=True)  # the client rejects the certificate: raises here
+
+    server = scripted(script)
+
+    async def scenario() -> tuple[Probe, bool]:
+        probe = await probe_port("127.0.0.1", server.port, HOST, tls_context(None), starttls=True, timeout=1)
+        return probe, await server.closed(1)
+
+    probe, closed = asyncio.run(scenario())
+    assert probe == Probe(greeting="mail ESMTP", tls_error="certificate not accepted: self-signed certificate")
+    assert closed
+
+
+def test_an_overlong_greeting_is_a_protocol_error(scripted: Callable[..., ScriptedServer]) -> None:
+    """A line beyond asyncio's 64 KiB limit used to escape as ValueError and abort the whole run."""
+    server = scripted(lambda n, sock: sock.sendall(b"220 " + b"x" * 100_000))
+    probe = asyncio.run(probe_port("127.0.0.1", server.port, HOST, tls_context(None), starttls=True, timeout=1))
+    assert probe == Probe(protocol_error="the server sent a line longer than 64 KiB without an end")
+
+
+def test_a_tls_close_that_is_never_acknowledged_keeps_the_result(
+    tmp_path: Path, scripted: Callable[..., ScriptedServer]
+) -> None:
+    """The server greets over TLS, then ignores the client's close_notify: the greeting still counts."""
+    cert = make_cert(tmp_path, "good")
+    context = server_context(cert)
+
+    def script(n: int, sock: socket.socket) -> None:
+        tls = context.wrap_socket(sock, server_side=True)
+        tls.sendall(b"* OK IMAP\r\n")
+        threading.Event().wait(3)  # holds the connection without reading the close_notify
+
+    server = scripted(script)
+    probe = asyncio.run(
+        probe_port("127.0.0.1", server.port, HOST, tls_context(str(cert.cert)), starttls=False, timeout=1)
+    )
+    assert (probe.connect_error, probe.greeting, probe.tls_error) == ("", "* OK IMAP", "")
+    assert probe.not_after is not None
 
 
 # -- could not check -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mailstack.verify import Endpoint, parse_endpoint, parse_port_map
+from mailstack.verify import build_parser, options_from_args, parse_port_map
 from mailstack.verify_checks import (
     Answer,
     ExpectedRecord,
@@ -40,6 +40,8 @@ from mailstack.verify_checks import (
     walk_spf,
     zen_name,
 )
+from mailstack.verify_dns import Endpoint, parse_endpoint
+from mailstack.verify_probes import cert_summary
 
 # -- SPF parsing ---------------------------------------------------------------------------------
 
@@ -127,6 +129,18 @@ def test_budget_counts_void_lookups() -> None:
     }
     budget = spf_budget(walk("example.com", data))
     assert (budget.lookups, budget.voids) == (4, 3)
+
+
+def test_a_failed_address_lookup_is_not_a_void_lookup() -> None:
+    """A timed-out A next to an empty AAAA is unknown, not void: no false RFC 7208 §4.6.4 permerror."""
+
+    async def lookup(name: str, rdtype: str) -> Answer:
+        if name == "example.com":
+            return Answer(("v=spf1 a:flaky.test -all",))
+        return Answer(error="timeout after 1 s") if rdtype == "A" else Answer()
+
+    budget = spf_budget(asyncio.run(walk_spf("example.com", lookup)))
+    assert (budget.lookups, budget.voids) == (1, 0)
 
 
 def test_budget_reports_missing_include_target_and_ptr() -> None:
@@ -461,3 +475,34 @@ def test_parse_port_map() -> None:
         parse_port_map("587=2587")
     with pytest.raises(ValueError, match="is not PORT=PORT"):
         parse_port_map("25:2525")
+
+
+@pytest.mark.parametrize("text", ["25=0", "465=65536", "993=70000"])
+def test_parse_port_map_rejects_ports_out_of_range(text: str) -> None:
+    """Caught at the command line, not as an OverflowError from the socket layer halfway through a run."""
+    with pytest.raises(ValueError, match="bad port"):
+        parse_port_map(text)
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (["--concurrency", "0"], "--concurrency must be at least 1"),
+        (["--timeout", "inf"], "--timeout must be a positive number of seconds"),
+        (["--timeout", "nan"], "--timeout must be a positive number of seconds"),
+        (["--timeout", "0"], "--timeout must be a positive number of seconds"),
+        (["--smtp-port", "0"], "bad port in '--smtp-port 0'"),
+        (["--ns-port", "65536"], "bad port in '--ns-port 65536'"),
+    ],
+)
+def test_flags_that_would_hang_or_crash_are_refused(flags: list[str], error: str) -> None:
+    """Zero DNS slots or an endless timeout would make verify wait forever; a bad port would crash it."""
+    args = build_parser().parse_args(["--outputs", "o.json", "--resolver", "127.0.0.1", *flags])
+    with pytest.raises(ValueError) as caught:
+        options_from_args(args)
+    assert str(caught.value) == error
+
+
+def test_cert_summary_of_a_certificate_that_does_not_parse() -> None:
+    """OpenSSL may accept what cryptography refuses; the summary says so instead of crashing the run."""
+    assert cert_summary(b"not a certificate").startswith("presents a certificate that does not parse: ")
