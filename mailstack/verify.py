@@ -32,6 +32,7 @@ from mailstack.verify_checks import (
     Finding,
     OutputsError,
     StackOutputs,
+    Status,
     exit_code,
     parse_outputs,
     txt_kind,
@@ -44,38 +45,61 @@ from mailstack.verify_report import render_json, render_table
 # -- running the checks --------------------------------------------------------------------------
 
 
-def jobs(checks: Checks) -> list[Awaitable[list[Finding]]]:
+Job = tuple[str, str, Awaitable[list[Finding]]]
+"""(report group, check group, the check): the first two name the finding if the check crashes."""
+
+
+def jobs(checks: Checks) -> list[Job]:
     """One job per selected check group and subject (domain, DKIM selector, address)."""
     options, outputs = checks.options, checks.outputs
-    selected: list[Awaitable[list[Finding]]] = []
+    host = outputs.hostname
+    selected: list[Job] = []
     if options.runs("records"):
-        selected.append(checks.check_records())
+        selected.append((host, "records", checks.check_records()))
     for domain in outputs.mail_domains:
         if options.runs("spf"):
-            selected.append(checks.check_spf(domain))
+            selected.append((domain, "spf", checks.check_spf(domain)))
         if options.runs("dmarc"):
-            selected.append(checks.check_dmarc(domain))
+            selected.append((domain, "dmarc", checks.check_dmarc(domain)))
         if options.runs("mx"):
-            selected.append(checks.check_mx(domain))
+            selected.append((domain, "mx", checks.check_mx(domain)))
     if options.runs("dkim"):
         for record in outputs.records:
             if record.type == "TXT" and "._domainkey." in record.name and txt_kind(record.content) == "dkim":
-                selected.append(checks.check_dkim(record))
+                selected.append((record.zone, "dkim", checks.check_dkim(record)))
     if options.runs("mx"):
-        selected.append(checks.check_host())
+        selected.append((host, "mx", checks.check_host()))
     if options.runs("ptr"):
-        selected += [checks.check_ptr(ip) for ip in outputs.ips]
+        selected += [(host, "ptr", checks.check_ptr(ip)) for ip in outputs.ips]
     if options.runs("ports"):
-        selected.append(checks.check_ports())
+        selected.append((host, "ports", checks.check_ports()))
     if options.runs("blocklist"):
-        selected.append(checks.check_blocklists())
+        selected.append((host, "blocklist", checks.check_blocklists()))
     return selected
+
+
+async def guarded(domain: str, group: str, check: Awaitable[list[Finding]]) -> list[Finding]:
+    """A check's findings, or one ERROR finding if it crashed: a bug in one check must not hide the
+    other checks' results, nor turn "could not check" (exit 2) into "something is wrong" (exit 1)."""
+    try:
+        return await check
+    except Exception as exc:  # noqa: BLE001 - reported as a finding, see above
+        return [
+            Finding(
+                domain=domain,
+                check=group,
+                subject=f"{group} check",
+                status=Status.ERROR,
+                detail=f"the check crashed: {type(exc).__name__}: {exc}",
+                fix="a mailstack bug: please report it with the output of --json",
+            )
+        ]
 
 
 async def run(checks: Checks) -> list[Finding]:
     """Every selected check group, concurrently; the DNS sockets are closed at the end."""
     try:
-        return [f for fs in await asyncio.gather(*jobs(checks)) for f in fs]
+        return [f for fs in await asyncio.gather(*(guarded(*job) for job in jobs(checks))) for f in fs]
     finally:
         await checks.dns.close()
 

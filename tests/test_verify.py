@@ -829,6 +829,32 @@ def test_no_nameserver_answers_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert run.code == 2
 
 
+def data_domains(data: Mapping[str, Any]) -> set[str]:
+    return {r["zone"] for r in data["dnsRecords"] if r["type"] == "MX"}
+
+
+def test_a_crashing_check_is_an_error_finding_not_a_lost_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, knot: Callable[..., KnotServer]
+) -> None:
+    """A bug in one check group leaves the others' results and means "could not check" (exit 2)."""
+    from mailstack.verify_groups import Checks
+
+    async def broken(self: Checks, domain: str) -> list[Any]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Checks, "check_spf", broken)
+    data, zones = good_stack()
+    server = knot(zones)
+    at = f"{server.address}:{server.port}"
+    run = run_verify(tmp_path, capsys, data, "--resolver", at, "--nameserver", at, "--skip", "ports,ptr")
+    crashed = [f for f in run.findings if f["status"] == "error"]
+    assert sorted((f["domain"], f["check"], f["detail"]) for f in crashed) == [
+        (domain, "spf", "the check crashed: RuntimeError: boom") for domain in sorted(data_domains(data))
+    ]
+    assert run.one("dmarc", "DMARC example.com")["status"] == "ok"
+    assert run.code == 2
+
+
 def test_unreadable_outputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     assert verify.main(["--outputs", str(tmp_path / "bad.json"), "--resolver", "127.0.0.1"]) == 2
