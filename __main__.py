@@ -1,11 +1,11 @@
 """mailstack: docker-mailserver on a Docker host plus every DNS record its mail needs, in one stack."""
 
 import pulumi
+
+from components.dkim_keys import DkimKeys, DkimKeysArgs
 from components.host_target import HostTarget, HostTargetArgs
 from components.mail_dns import MailDns, MailDnsArgs
 from components.mail_server import MailServer, MailServerArgs
-
-from components.dkim_keys import DkimKeys, DkimKeysArgs
 from components.stack_config import read_settings
 
 # Validation happens here, before any resource exists: a bad config registers nothing.
