@@ -294,7 +294,8 @@ def run_program(
         asyncio.set_event_loop(None)
         logger.removeHandler(handler)
     return RunResult(
-        resources=monitor.registrations,
+        # Registration order depends on the SDK's thread pool; URN order is stable across runs.
+        resources=sorted(monitor.registrations, key=lambda r: r.urn),
         outputs=exported,
         component_outputs=dict(monitor.outputs),
         logs=handler.messages,

@@ -96,7 +96,8 @@ def test_notes_on_protected_volume_and_container_replacement() -> None:
         "new one created first",
     )
     assert changes["mail"].notes == ("deleted before the new one is created",)
-    assert classify(tiny({}), tiny({"proofs:health": "x"}))[-1].notes == (
+    health = {c.name: c for c in classify(tiny({}), tiny({"proofs:health": "x"}))}
+    assert health["mail"].notes == (
         "the provider does not apply this update (no-op on the host)",
     )
 

@@ -268,8 +268,8 @@ def test_mail_volumes_are_protected_and_retained() -> None:
     volumes = run.by_type("docker:index/volume:Volume")
     assert [(v.name, v.plain_inputs) for v in volumes] == [
         ("mail-mail-data", {"name": "mailstack-prod-mail-data"}),
-        ("mail-mail-state", {"name": "mailstack-prod-mail-state"}),
         ("mail-mail-logs", {"name": "mailstack-prod-mail-logs"}),
+        ("mail-mail-state", {"name": "mailstack-prod-mail-state"}),
     ]
     for volume in volumes:
         assert (volume.options["protect"], volume.options["retain_on_delete"]) == (True, True), volume.name
