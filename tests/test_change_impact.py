@@ -97,9 +97,7 @@ def test_notes_on_protected_volume_and_container_replacement() -> None:
     )
     assert changes["mail"].notes == ("deleted before the new one is created",)
     health = {c.name: c for c in classify(tiny({}), tiny({"proofs:health": "x"}))}
-    assert health["mail"].notes == (
-        "the provider does not apply this update (no-op on the host)",
-    )
+    assert health["mail"].notes == ("the provider does not apply this update (no-op on the host)",)
 
 
 @pytest.mark.parametrize(
