@@ -6,6 +6,7 @@ import posixpath
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_command as command
@@ -179,27 +180,16 @@ class HostTarget(pulumi.ComponentResource):
             opts,
             pulumi.ResourceOptions(depends_on=self.ready, additional_secret_outputs=["stdout", "stderr"]),
         )
-        stdin = pulumi.Output.secret(content)
+        common: dict[str, Any] = {
+            "create": write_file_script(path),
+            "delete": remove_file_script(path),
+            "stdin": pulumi.Output.secret(content),
+            "add_previous_output_in_env": False,
+            "opts": merged,
+        }
         if self.connection is None:
-            return command.local.Command(
-                name,
-                create=write_file_script(path),
-                delete=remove_file_script(path),
-                stdin=stdin,
-                logging=command.local.Logging.NONE,
-                add_previous_output_in_env=False,
-                opts=merged,
-            )
-        return command.remote.Command(
-            name,
-            connection=self.connection,
-            create=write_file_script(path),
-            delete=remove_file_script(path),
-            stdin=stdin,
-            logging=command.remote.Logging.NONE,
-            add_previous_output_in_env=False,
-            opts=merged,
-        )
+            return command.local.Command(name, logging=command.local.Logging.NONE, **common)
+        return command.remote.Command(name, connection=self.connection, logging=command.remote.Logging.NONE, **common)
 
 
 def _read_key(path: str) -> str:

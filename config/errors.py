@@ -48,7 +48,12 @@ def key_path(path: Sequence[str | int]) -> str:
     if not path:
         return NAMESPACE
     head, *rest = path
-    out = f"{NAMESPACE}:{head}"
+    return config_path(f"{NAMESPACE}:{head}", rest)
+
+
+def config_path(key: str, rest: Sequence[str | int]) -> str:
+    """`pulumi config --path` spelling of a full config key plus nested segments (ints are list indices)."""
+    out = key
     for seg in rest:
         if isinstance(seg, int):
             out += f"[{seg}]"

@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from config.errors import config_path
+
 PBKDF2_ITERATIONS = 1_000_000
 KEY_BYTES = 32
 SALT_BYTES = 8
@@ -334,15 +336,7 @@ def _full_key(key: str, project: str) -> str:
 def _config_path(path: tuple[str, ...]) -> str:
     """`pulumi config --path` spelling: mailstack:accounts["me@example.com"].password."""
     head, *rest = path
-    out = head
-    for seg in rest:
-        if seg.isdigit():
-            out += f"[{seg}]"
-        elif seg.isidentifier():
-            out += f".{seg}"
-        else:
-            out += f"[{json.dumps(seg)}]"
-    return out
+    return config_path(head, [int(seg) if seg.isdigit() else seg for seg in rest])
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
