@@ -37,6 +37,20 @@ VECTOR_PLAINTEXT = "xsmtpsib-brevo-smtp-key"
 VECTOR_SECURE = "v1:DA0ODxAREhMUFRYX:TzhimPpiAhj/tTJyaB/mxK7PejN7ibt08zVV4PX5vgbw13InF09A"
 
 
+# Produced by Pulumi itself: the encryptionsalt in pulumi/pulumi's own passphrase secrets-manager
+# tests (pkg/secrets/passphrase/manager_test.go), where "password" opens it and "password123" does
+# not. Opening it exercises the whole check path against real Pulumi output: PBKDF2 parameters, the
+# v1 layout, AES-256-GCM and the encrypted "pulumi" check value.
+PULUMI_UPSTREAM_SALT_STATE = "v1:fozI5u6B030=:v1:F+6ZduKKd8G0/V7L:PGMFeIzwobWRKmEAzUdaQHqC5mMRIQ=="
+
+
+def test_opens_an_encryptionsalt_written_by_pulumi_itself() -> None:
+    crypter = crypter_from_encryption_salt("password", PULUMI_UPSTREAM_SALT_STATE)
+    assert crypter.decrypt(PULUMI_UPSTREAM_SALT_STATE.split(":", 2)[2]) == "pulumi"
+    with pytest.raises(IncorrectPassphraseError):
+        crypter_from_encryption_salt("password123", PULUMI_UPSTREAM_SALT_STATE)
+
+
 def test_fixed_vector_key_matches_an_independent_pbkdf2() -> None:
     """The key is PBKDF2-HMAC-SHA256(passphrase, salt, 1e6, 32), computed here by hashlib instead of cryptography."""
     expected = hashlib.pbkdf2_hmac("sha256", VECTOR_PASSPHRASE.encode(), bytes(range(8)), 1_000_000, 32)
