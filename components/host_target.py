@@ -39,7 +39,9 @@ def ssh_options(target: TargetSettings) -> list[str]:
     """`ssh` arguments for the Docker provider (an argv list: one element per word)."""
     opts = ["-o", "BatchMode=yes"]  # never prompt: a prompt would hang `pulumi up`
     if target.private_key_file:
-        opts += ["-i", str(Path(target.private_key_file).expanduser()), "-o", "IdentitiesOnly=yes"]
+        # As written: ssh expands `~` itself (`ssh -G -i '~/k'` shows the expanded path), so the
+        # provider's inputs do not differ between operators with different home directories.
+        opts += ["-i", target.private_key_file, "-o", "IdentitiesOnly=yes"]
     if target.host_key:
         key_type = target.host_key.split()[0]
         opts += [

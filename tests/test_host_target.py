@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shlex
 import shutil
 import stat
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,33 @@ def test_ssh_options_rsa_key_allows_the_rsa_sha2_signatures() -> None:
 
 def test_ssh_options_without_key_or_pin() -> None:
     assert ssh_options(TargetSettings(kind="ssh", data_dir="/srv", host="h")) == ["-o", "BatchMode=yes"]
+
+
+def test_openssh_expands_the_tilde_in_the_key_path() -> None:
+    """The key path is passed as written; the real ssh client resolves `~` itself (from the passwd
+    entry, as `-i` does), so no operator's home directory ends up in the provider's inputs."""
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        pytest.skip("no ssh client installed")
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    name = f".mailstack-test-key-{uuid.uuid4().hex}"
+    try:
+        (home / name).write_text("not a key: ssh -G only checks that the file exists\n")
+    except OSError:
+        pytest.skip(f"cannot write a probe file in {home}")
+    try:
+        target = TargetSettings(kind="ssh", data_dir="/srv", host="h", private_key_file=f"~/{name}")
+        assert ssh_options(target)[2:4] == ["-i", f"~/{name}"]
+        result = subprocess.run(
+            [ssh, "-G", *ssh_options(target), "root@dietpi.lan"],
+            capture_output=True,
+            text=True,
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        (home / name).unlink()
+    assert f"identityfile {home}/{name}" in result.stdout.splitlines()
 
 
 def test_openssh_accepts_the_options() -> None:
@@ -402,7 +431,8 @@ def test_ssh_target_bootstrap_command_and_provider(ssh_home: Path) -> None:
             private_key_file="~/.ssh/id_ed25519",
         )
     )
-    assert f"{ssh_home}/.ssh/id_ed25519" in json.loads(pinputs["sshOpts"])
+    # The path as written: ssh expands `~` itself, so operators' inputs do not differ.
+    assert "~/.ssh/id_ed25519" in json.loads(pinputs["sshOpts"])
     assert pinputs["disableDockerDaemonCheck"] in (True, "true")
     assert provider.options["dependencies"] == [bootstrap.urn]
     # Everything that runs on the host waits for the bootstrap.
@@ -432,7 +462,7 @@ def test_unpinned_host_key_warns(ssh_home: Path) -> None:
         "-o",
         "BatchMode=yes",
         "-i",
-        f"{ssh_home}/.ssh/id_ed25519",
+        "~/.ssh/id_ed25519",
         "-o",
         "IdentitiesOnly=yes",
     ]
