@@ -15,7 +15,7 @@ import json
 import logging
 import runpy
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -302,21 +302,3 @@ def run_program(
         error=error,
         calls=mocks.calls,
     )
-
-
-def walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str, bool]]:
-    """Every string leaf in a (possibly secret-wrapped) value: (path, text, under_a_secret)."""
-
-    def go(v: Any, p: str, secret: bool) -> Iterator[tuple[str, str, bool]]:
-        if is_rpc_secret(v):
-            yield from go(unwrap_rpc_secret(v), p, True)
-        elif isinstance(v, dict):
-            for k, sub in v.items():
-                yield from go(sub, f"{p}.{k}" if p else str(k), secret)
-        elif isinstance(v, (list, tuple)):
-            for i, sub in enumerate(v):
-                yield from go(sub, f"{p}[{i}]", secret)
-        elif isinstance(v, str):
-            yield p, v, secret
-
-    yield from go(value, path, False)

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values
-from tests.harness import RunResult, is_secret, plain, stack_config, walk_strings
+from tests.harness import RunResult, is_secret, plain, stack_config
 from tools import evaluate, example_home
+from tools.secret_audit import walk_strings
 
 STACKS = {
     "dev": (lambda: stack_config(DEV_STACK), ()),

@@ -24,9 +24,9 @@ from tests.harness import (
     plain,
     run_program,
     stack_config,
-    walk_strings,
     with_values,
 )
+from tools.secret_audit import walk_strings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -15,7 +15,8 @@ import pytest
 from config import load_settings
 from config.containers import certbot_script
 from tests.conftest import PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values
-from tests.harness import ROOT, RunResult, is_secret, plain, run_program, stack_config, walk_strings, with_values
+from tests.harness import ROOT, RunResult, is_secret, plain, run_program, stack_config, with_values
+from tools.secret_audit import walk_strings
 
 PROGRAM = ROOT / "tests" / "programs" / "server_only.py"
 DATA = "/mnt/dietpi_userdata/mailstack"

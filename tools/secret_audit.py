@@ -224,24 +224,33 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def _walk(value: Any, path: str, secret: bool) -> Iterator[tuple[str, str, bool]]:
-    if is_rpc_secret(value):
-        yield from _walk(unwrap_rpc_secret(value), path, True)
-    elif isinstance(value, dict):
-        for key, sub in value.items():
-            # Keys are stored in clear even inside a plain map, so they are scanned as text too.
-            yield f"{path}{{key}}", str(key), secret
-            yield from _walk(sub, f"{path}.{key}" if path else str(key), secret)
-    elif isinstance(value, (list, tuple)):
-        for index, sub in enumerate(value):
-            yield from _walk(sub, f"{path}[{index}]", secret)
-    elif isinstance(value, str):
-        yield path, value, secret
+def walk_strings(value: Any, *, include_keys: bool = False) -> Iterator[tuple[str, str, bool]]:
+    """Every string leaf in a (possibly secret-wrapped) value: (path, text, under_a_secret).
+
+    With `include_keys`, map keys are yielded too (as `<path>{key}`): they are stored in clear even
+    inside a plain map, so the audit scans them as text.
+    """
+
+    def go(v: Any, path: str, secret: bool) -> Iterator[tuple[str, str, bool]]:
+        if is_rpc_secret(v):
+            yield from go(unwrap_rpc_secret(v), path, True)
+        elif isinstance(v, dict):
+            for key, sub in v.items():
+                if include_keys:
+                    yield f"{path}{{key}}", str(key), secret
+                yield from go(sub, f"{path}.{key}" if path else str(key), secret)
+        elif isinstance(v, (list, tuple)):
+            for index, sub in enumerate(v):
+                yield from go(sub, f"{path}[{index}]", secret)
+        elif isinstance(v, str):
+            yield path, v, secret
+
+    yield from go(value, "", False)
 
 
 def _strings(exposure: Exposure, *, want_secret: bool) -> Iterator[tuple[str, str, str]]:
     def pick(channel: str, where: str, value: Any) -> Iterator[tuple[str, str, str]]:
-        for path, text, secret in _walk(value, "", False):
+        for path, text, secret in walk_strings(value, include_keys=True):
             if secret == want_secret:
                 yield channel, f"{where} {path}".strip(), text
 
