@@ -19,14 +19,11 @@ import os
 import string
 import subprocess
 import sys
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-with warnings.catch_warnings():
-    # passlib 1.7.4 imports the stdlib `crypt` module, deprecated (not yet removed) in Python 3.11.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from passlib.hash import sha512_crypt
+from config.sha512_crypt import sha512_crypt
 
 GENERATED_PASSWORD_LENGTH = 24
 """Letters and digits only (~143 bits): no character a mail client or shell could mangle."""
@@ -35,16 +32,14 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits
 SEED_BYTES = 32
 """Length of the per-stack secret seed that derives the salts (a `random.RandomBytes`)."""
 SCHEME_PREFIX = "{SHA512-CRYPT}"
-ROUNDS = 5000
-"""doveadm's default, and the glibc default that `$6$` without `rounds=` means. passlib's own default
-(656,000) costs ~0.5 s per hash: too slow for a preview, and slow logins on a Pi."""
 SALT_LENGTH = 16
 """The maximum for SHA512-CRYPT; what doveadm generates."""
 CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 POOL_THRESHOLD = 128
-"""From this many accounts on, hash in worker processes (measured here: ~3.6 ms per hash, and a
-worker interpreter costs ~0.1-0.3 s to start, so smaller sets are faster in-process). Threads do
-not help: the os_crypt backend holds the GIL (measured: no speed-up with 2 threads)."""
+"""From this many accounts on, hash in worker processes (measured here: ~3.2 ms per hash, and a
+worker interpreter costs ~0.05-0.1 s to start, so smaller sets are faster in-process). Threads do
+not help: crypt(3) holds the GIL (measured: no speed-up with 2 threads)."""
+_WORKER_SCRIPT = Path(__file__).with_name("sha512_crypt.py")
 
 
 def derive_salt(seed: bytes, address: str, password: str) -> str:
@@ -70,32 +65,19 @@ def derive_salt(seed: bytes, address: str, password: str) -> str:
 
 def hash_password(seed: bytes, address: str, password: str) -> str:
     """`{SHA512-CRYPT}$6$<salt>$<hash>` for one account, as `doveadm pw -s SHA512-CRYPT` prints it."""
-    return SCHEME_PREFIX + _crypt(derive_salt(seed, address, password), password)
+    return SCHEME_PREFIX + sha512_crypt(derive_salt(seed, address, password), password)
 
 
-# A worker is a fresh interpreter fed (salt, password) lines on stdin (never argv) that prints one
-# crypt string per line. Not `multiprocessing`: its spawned workers re-run the parent's `__main__`
-# (a Pulumi program or pytest), and forking a process with gRPC threads is unsafe.
-_WORKER = (
-    "import json, sys, warnings\n"
-    "warnings.simplefilter('ignore', DeprecationWarning)\n"
-    "from passlib.hash import sha512_crypt\n"
-    "for line in sys.stdin:\n"
-    "    salt, password = json.loads(line)\n"
-    f"    print(sha512_crypt.using(salt=salt, rounds={ROUNDS}).hash(password))\n"
-)
-
-
-def _crypt(salt: str, password: str) -> str:
-    return str(sha512_crypt.using(salt=salt, rounds=ROUNDS).hash(password))
-
-
+# A worker is a fresh interpreter running config/sha512_crypt.py. Not `multiprocessing`: its
+# spawned workers re-run the parent's `__main__` (a Pulumi program or pytest), and forking a process
+# with gRPC threads is unsafe.
 def _crypt_in_workers(jobs: list[tuple[str, str]], count: int) -> list[str] | None:
     """crypt() the (salt, password) jobs in `count` worker processes; None if any worker failed."""
     chunks = [jobs[i::count] for i in range(count)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER],
+            # -I: the script's directory (config/) stays off sys.path, and PYTHON* variables are ignored.
+            [sys.executable, "-I", str(_WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -131,5 +113,5 @@ def hash_passwords(seed: bytes, accounts: Sequence[tuple[str, str]], *, workers:
     count = min(workers if workers is not None else auto, len(jobs))
     crypted = _crypt_in_workers(jobs, count) if count > 1 else None
     if crypted is None:
-        crypted = [_crypt(salt, password) for salt, password in jobs]
+        crypted = [sha512_crypt(salt, password) for salt, password in jobs]
     return [SCHEME_PREFIX + c for c in crypted]

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from config import passwords
+from config import passwords, sha512_crypt
 from config.passwords import (
     CRYPT_ALPHABET,
     POOL_THRESHOLD,
@@ -65,6 +65,14 @@ def test_hash_is_stable_across_calls() -> None:
 def test_any_password_text_verifies_with_libc_crypt(password: str) -> None:
     hashed = hash_password(SEED, "me@example.com", password).removeprefix("{SHA512-CRYPT}")
     assert crypt.crypt(password, hashed) == hashed
+
+
+@pytest.mark.parametrize("password", [PASSWORD, "pässwörd ✓", "'\"$`\\"])
+def test_passlib_fallback_gives_the_libc_string(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    # Python 3.13 has no `crypt` module: passlib then computes the same scheme in pure Python.
+    libc = sha512_crypt.sha512_crypt("zisCCN/utTGWRKpy", password)
+    monkeypatch.setattr(sha512_crypt, "_LIBC_CRYPT", None)
+    assert sha512_crypt.sha512_crypt("zisCCN/utTGWRKpy", password) == libc == crypt.crypt(password, libc)
 
 
 def test_worker_pool_gives_the_same_hashes_in_order() -> None:
