@@ -47,8 +47,8 @@ def _ttl(ttl: int) -> int:
     return CLOUDFLARE_AUTO_TTL if ttl == 1 else ttl
 
 
-def _zone(origin: dns.name.Name, records: Sequence[RecordSpec], into: dns.zone.Zone | None = None) -> dns.zone.Zone:
-    body = into if into is not None else dns.zone.Zone(origin, relativize=False)
+def _zone(origin: dns.name.Name, records: Sequence[RecordSpec]) -> dns.zone.Zone:
+    body = dns.zone.Zone(origin, relativize=False)
     for record in records:
         owner = dns.name.from_text(record.name)
         if not owner.is_subdomain(origin):
@@ -76,11 +76,14 @@ def render_zone(zone: str, records: Sequence[RecordSpec], *, stack: str, provide
         relativize=False,
     )
     ns = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.NS, PLACEHOLDER_NS, relativize=False)
-    # SOA and NS go in first so they lead the apex, where readers (and RFC 1035 §5 examples) expect them.
+    # SOA and NS go in first so they lead the apex, where readers (and RFC 1035 §5 examples) expect them;
+    # the records' rdatasets are then moved over as parsed (parsing them twice cost 40% of the render).
     body = dns.zone.Zone(origin, relativize=False)
     body.find_rdataset(origin, dns.rdatatype.SOA, create=True).add(soa, default_ttl)
     body.find_rdataset(origin, dns.rdatatype.NS, create=True).add(ns, default_ttl)
-    _zone(origin, records, body)
+    for owner, node in records_only.nodes.items():
+        for rdataset in node.rdatasets:
+            body.replace_rdataset(owner, rdataset)
     text = body.to_text(sorted=True, relativize=False, nl="\n", want_origin=True)
     return _header(zone, stack, provider) + text
 
