@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -38,9 +39,11 @@ def volume_options(parent: pulumi.Resource, provider: pulumi.ProviderResource) -
     return pulumi.ResourceOptions(parent=parent, provider=provider, protect=True, retain_on_delete=True)
 
 
-def _accounts_text(seed_b64: str, addresses: Sequence[str], passwords: Sequence[str]) -> str:
-    seed = base64.b64decode(seed_b64)
-    hashes = hash_passwords(seed, list(zip(addresses, passwords, strict=True)))
+async def _accounts_text(seed_b64: str, addresses: Sequence[str], passwords: Mapping[str, str]) -> str:
+    """The accounts file text. Hashing (seconds for a thousand accounts) runs on a thread that waits
+    for the worker processes, so the event loop goes on registering resources meanwhile."""
+    accounts = [(address, passwords[address]) for address in addresses]
+    hashes = await asyncio.to_thread(hash_passwords, base64.b64decode(seed_b64), accounts)
     return dms_files.accounts_file(zip(addresses, hashes, strict=True))
 
 
@@ -79,12 +82,18 @@ class MailServer(pulumi.ComponentResource):
             if a.password is None
         }
         addresses = [a.address for a in settings.accounts]
-        passwords = [
-            generated[a.address].result if a.password is None else pulumi.Output.secret(a.password.get_secret_value())
-            for a in settings.accounts
-        ]
-        accounts_text = pulumi.Output.all(seed.base64, *passwords).apply(
-            lambda v: _accounts_text(v[0], addresses, v[1:])
+        given = {a.address: a.password for a in settings.accounts if a.password is not None}
+
+        def accounts_file(values: list[str]) -> Awaitable[str]:
+            # Given passwords are read here rather than wrapped one Output each: a thousand Outputs
+            # cost the SDK about a second (benchmarks/scale.py). The text is secret regardless.
+            seed_b64, *generated_passwords = values
+            passwords = {address: password.get_secret_value() for address, password in given.items()}
+            passwords.update(zip(generated, generated_passwords, strict=True))
+            return _accounts_text(seed_b64, addresses, passwords)
+
+        accounts_text: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(seed.base64, *(pw.result for pw in generated.values())).apply(accounts_file)
         )
         files = [
             write("accounts", dms_files.ACCOUNTS, accounts_text),
