@@ -246,6 +246,16 @@ def with_values(config: Mapping[str, Any], **paths: Any) -> dict[str, Any]:
     return out
 
 
+def _holds_output(value: Any) -> bool:
+    if isinstance(value, pulumi.Output):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_output(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_output(v) for v in value)
+    return False
+
+
 def run_program(
     config: Mapping[str, Any],
     secret_keys: tuple[str, ...] | list[str] = (),
@@ -274,7 +284,12 @@ def run_program(
     async def collect_exports() -> None:
         root = pulumi.runtime.get_root_resource()
         for key, value in (getattr(root, "outputs", None) or {}).items():
-            out = pulumi.Output.from_input(value)
+            if not isinstance(value, pulumi.Output) and not _holds_output(value):
+                exported[key] = value
+                continue
+            # Only values holding Outputs go through from_input: it lifts every nested list item and
+            # dict value into an Output of its own (10,000 for the 100-domain record list).
+            out = value if isinstance(value, pulumi.Output) else pulumi.Output.from_input(value)
             resolved = await out.future(with_unknowns=True)
             exported[key] = wrap_rpc_secret(resolved) if await out.is_secret() else resolved
 
