@@ -225,3 +225,21 @@ def test_resource_count_is_independent_of_the_number_of_accounts() -> None:
         )
     assert sorted(r.urn for r in few.resources) == sorted(r.urn for r in many.resources)
     assert len(more_domains.resources) - len(few.resources) == 13
+
+
+def test_the_program_collects_garbage_in_large_batches(dev_config: dict[str, str]) -> None:
+    """A third of a 100-domain evaluation went to the collector at CPython's default thresholds
+    (components/gc_tuning.py); the program itself must relax them, for `pulumi up` as for the mocks."""
+    import gc
+
+    from components.gc_tuning import THRESHOLDS
+    from tests.harness import run_program
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        result = run_program(dev_config)
+        assert result.error is None
+        assert gc.get_threshold() == THRESHOLDS == (200_000, 30, 30)
+    finally:
+        gc.set_threshold(*before)
