@@ -7,10 +7,14 @@ domain (given passwords, set as secrets) and 2 aliases per domain.
 
     python -m benchmarks.scale                 # print the table (Markdown)
     python -m benchmarks.scale --write         # also replace the table in docs/proofs.md
+    python -m benchmarks.scale --repeat 9      # runs per size (default 5); the table shows the median
     python -m benchmarks.scale --one 100 10    # one size, JSON on stdout (what the parent runs)
 
 Targets on a 2-core machine: 100 domains x 10 accounts in under 10 s and 400 MB; the resource count
 grows with domains, not with accounts (the 10 x 100 row shows it).
+
+Every size runs several times, each in a fresh process, and the table gives the median with the
+range: on the 2-core VMs here one size's wall time varies by +-20 % from run to run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +39,10 @@ SIZES: tuple[tuple[int, int], ...] = ((1, 10), (10, 10), (100, 10), (10, 100))
 """(domains, accounts per domain)."""
 ALIASES_PER_DOMAIN = 2
 SECRET_KEYS = ("mailstack:accounts", "mailstack:relay", "cloudflare:apiToken")
+REPEAT = 5
+SDK_MODULES = ("pulumi_cloudflare", "pulumi_command", "pulumi_docker", "pulumi_random", "pulumi_tls")
+"""Imported before the clock starts: importing them is the program's first lines, not its work.
+pulumi_cloudflare alone takes ~2.3 s (it loads ~800 modules eagerly), the same for 1 or 100 domains."""
 
 
 def domain_name(index: int) -> str:
@@ -68,30 +77,31 @@ def scale_config(domains: int, accounts_per_domain: int) -> dict[str, str]:
 
 
 def measure_one(domains: int, accounts_per_domain: int) -> dict[str, Any]:
-    """Evaluate one size in this process; return counts, wall time and peak memory.
+    """Evaluate one size in this process; return counts, wall and CPU time and peak memory.
 
     tools.evaluate is tests.harness.run_program with the proof mocks (see tools/__init__.py).
     """
-    import components.mail_dns
-    import components.mail_server
+    import importlib
+
     from tests import harness
     from tools import evaluate, example_home
 
-    # Not what is measured: SDK imports (the program's first lines) and the mock's RSA key pool
-    # (pulumi-tls generates keys in the provider, not in the program).
-    assert components.mail_dns and components.mail_server
+    # Not what is measured: SDK imports and the mock's RSA key pool (pulumi-tls generates keys in
+    # the provider, not in the program).
+    for module in ("components.mail_dns", "components.mail_server", *SDK_MODULES):
+        importlib.import_module(module)
     for index in range(harness.KEY_POOL_SIZE):
         harness.rsa_key_pem(2048, index)
     config = scale_config(domains, accounts_per_domain)
     with example_home():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = evaluate(config, SECRET_KEYS, stack="prod")
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if result.error is not None:
         raise SystemExit(f"evaluation failed: {result.error}")
     # Linux reports ru_maxrss in KiB. Password hashing may run in worker processes: report them too.
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "domains": domains,
         "accounts": domains * accounts_per_domain,
@@ -99,8 +109,10 @@ def measure_one(domains: int, accounts_per_domain: int) -> dict[str, Any]:
         "resources": len(result.resources),
         "custom_resources": sum(1 for r in result.resources if r.custom),
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "worker_cpu_seconds": round(children.ru_utime + children.ru_stime, 2),
         "peak_rss_mb": round(own, 1),
-        "worker_peak_rss_mb": round(workers, 1),
+        "worker_peak_rss_mb": round(children.ru_maxrss / 1024, 1),
     }
 
 
@@ -127,32 +139,47 @@ def _child(*args: str) -> dict[str, Any]:
     return result
 
 
-def run_sizes(sizes: tuple[tuple[int, int], ...] = SIZES) -> list[dict[str, Any]]:
-    rows = []
-    for domains, accounts in sizes:
+def _repeated(args: tuple[str, ...], repeat: int) -> dict[str, Any]:
+    """Run one child `repeat` times; medians of the times, the largest memory, each run's seconds."""
+    runs = []
+    for _ in range(repeat):
         start = time.perf_counter()
-        row = _child("--one", str(domains), str(accounts))
-        rows.append({**row, "process_seconds": round(time.perf_counter() - start, 2)})
-    return rows
+        runs.append({**_child(*args), "process_seconds": round(time.perf_counter() - start, 2)})
+    row = dict(runs[0])
+    for key in ("seconds", "process_seconds", "cpu_seconds", "worker_cpu_seconds"):
+        if key in row:
+            row[key] = round(statistics.median(r[key] for r in runs), 2)
+    for key in ("peak_rss_mb", "worker_peak_rss_mb"):
+        if key in row:
+            row[key] = max(r[key] for r in runs)
+    row["runs"] = sorted(r["seconds"] for r in runs)
+    return row
+
+
+def run_sizes(sizes: tuple[tuple[int, int], ...] = SIZES, repeat: int = REPEAT) -> list[dict[str, Any]]:
+    return [_repeated(("--one", str(domains), str(accounts)), repeat) for domains, accounts in sizes]
 
 
 def render(rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None, load: float | None = None) -> str:
     with_one = next((r for r in rows if r["domains"] == 1), None)
+    repeat = len(rows[0]["runs"])
     lines = [
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} Linux, nproc {os.cpu_count()}, "
-        f"Python {platform.python_version()} ({platform.python_implementation()}); `python -m benchmarks.scale`"
+        f"Python {platform.python_version()} ({platform.python_implementation()}); `python -m benchmarks.scale`, "
+        f"{repeat} runs per size, each in a fresh process"
         + (f"; 1-minute load average {load:.1f} when it started." if load is not None else "."),
         "",
-        "| domains | accounts | aliases | resources | resources per domain | evaluation (s) | whole process (s) |"
-        " peak RSS (MB) | worker peak RSS (MB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| domains | accounts | aliases | resources | resources per domain | evaluation, median (s) |"
+        " evaluation, all runs (s) | CPU: program / hash workers (s) | whole process (s) | peak RSS (MB) |"
+        " worker peak RSS (MB) |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['domains']} | {r['accounts']} | {r['aliases']} | {r['resources']} | "
-            f"{r['resources'] / r['domains']:.1f} | {r['seconds']:.2f} | {r['process_seconds']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | "
-            f"{r['worker_peak_rss_mb']:.0f} |"
+            f"{r['resources'] / r['domains']:.1f} | {r['seconds']:.2f} | {', '.join(f'{s:.2f}' for s in r['runs'])} | "
+            f"{r['cpu_seconds']:.2f} / {r['worker_cpu_seconds']:.2f} | {r['process_seconds']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['worker_peak_rss_mb']:.0f} |"
         )
     largest = max(rows, key=lambda r: r["domains"])
     if with_one is not None and largest["domains"] > 1:
@@ -161,9 +188,11 @@ def render(rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None, l
         lines += [
             "",
             "Evaluation is the wall time of one run of `__main__.py` under the mock runtime (validation, "
-            "password hashing, every resource registration), after the SDK imports and the mock's RSA key pool; "
-            "whole process adds Python start-up, imports and the key pool. Peak RSS is the benchmark process "
-            "(`ru_maxrss`); worker peak is the largest password-hashing worker process, if any (0: none ran).",
+            "password hashing, every resource registration, the stack outputs), after the SDK imports "
+            f"({', '.join(SDK_MODULES)}) and the mock's RSA key pool; whole process adds Python start-up, "
+            "those imports and the key pool. CPU is the program's own process (all threads) and the "
+            "password-hashing worker processes. Peak RSS is the benchmark process (`ru_maxrss`); worker peak "
+            "is the largest hashing worker process, if any (0: none ran).",
             f"One domain costs {fixed} resources in total; each further domain adds {per_domain:g} "
             f"(from the {largest['domains']}-domain row). Accounts and aliases add none: they are lines in "
             "config files, not resources.",
@@ -172,7 +201,8 @@ def render(rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None, l
         lines += [
             "",
             f"For scale: the mock runtime alone registers {baseline['resources']} bare `DnsRecord`s "
-            f"(tests/programs/proofs_baseline.py, nothing computed) in {baseline['seconds']:.2f} s.",
+            f"(tests/programs/proofs_baseline.py, nothing computed) in {baseline['seconds']:.2f} s "
+            f"(median of {len(baseline['runs'])}: {', '.join(f'{s:.2f}' for s in baseline['runs'])}).",
         ]
     return "\n".join(lines)
 
@@ -189,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", nargs=2, type=int, metavar=("DOMAINS", "ACCOUNTS_PER_DOMAIN"))
     parser.add_argument("--baseline", type=int, metavar="RESOURCES", help="time the bare mock runtime instead")
     parser.add_argument("--write", action="store_true", help=f"replace the table in {PROOFS_DOC.relative_to(ROOT)}")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="runs per size (median reported)")
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(measure_one(*args.one)))
@@ -197,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_baseline(args.baseline)))
         return 0
     load = os.getloadavg()[0]
-    rows = run_sizes()
-    baseline = _child("--baseline", str(max(r["resources"] for r in rows)))
+    rows = run_sizes(repeat=args.repeat)
+    baseline = _repeated(("--baseline", str(max(r["resources"] for r in rows))), args.repeat)
     table = render(rows, baseline, load)
     print(table)
     if args.write:
