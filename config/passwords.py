@@ -36,9 +36,9 @@ SALT_LENGTH = 16
 """The maximum for SHA512-CRYPT; what doveadm generates."""
 CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 POOL_THRESHOLD = 128
-"""From this many accounts on, hash in worker processes (measured here: ~3.2 ms per hash, and a
-worker interpreter costs ~0.05-0.1 s to start, so smaller sets are faster in-process). Threads do
-not help: crypt(3) holds the GIL (measured: no speed-up with 2 threads)."""
+"""From this many accounts on, hash in worker processes (measured here: 3-5 ms per hash, and a
+worker interpreter takes 0.05 s to start, so smaller sets are faster in-process). Threads do not
+help: crypt(3) holds the GIL (measured: no speed-up with 2 threads)."""
 _WORKER_SCRIPT = Path(__file__).with_name("sha512_crypt.py")
 
 
