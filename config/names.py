@@ -100,7 +100,3 @@ def is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# Former name, kept for modules written against it.
-NameError_ = InvalidNameError
