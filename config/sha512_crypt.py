@@ -39,7 +39,7 @@ _LIBC_CRYPT = _libc_crypt()
 def sha512_crypt(salt: str, password: str) -> str:
     """`$6$<salt>$<hash>` at 5,000 rounds (implicit in `$6$`), as `doveadm pw -s SHA512-CRYPT` prints it."""
     if _LIBC_CRYPT is not None:
-        # ~3.2 ms here; passlib's wrapper around the same call adds ~0.8 ms (benchmarks/scale.py).
+        # Measured here with 11-character passwords: 3.2 ms, against 4.0 ms through passlib's wrapper.
         return _LIBC_CRYPT(password, f"$6${salt}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -284,7 +284,7 @@ def run_program(
     async def collect_exports() -> None:
         root = pulumi.runtime.get_root_resource()
         for key, value in (getattr(root, "outputs", None) or {}).items():
-            if not isinstance(value, pulumi.Output) and not _holds_output(value):
+            if not _holds_output(value):
                 exported[key] = value
                 continue
             # Only values holding Outputs go through from_input: it lifts every nested list item and
