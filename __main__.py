@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.accounts import Accounts, AccountsArgs
 from components.dkim_keys import DkimKeys, DkimKeysArgs
 from components.gc_tuning import tune_gc
 from components.host_target import HostTarget, HostTargetArgs
@@ -14,9 +15,12 @@ tune_gc()  # a third of a large stack's evaluation went to the garbage collector
 # Validation happens here, before any resource exists: a bad config registers nothing.
 settings = read_settings()
 
+# Accounts first: their hashing waits for the stack's hash seed, and the seed resolves sooner the
+# fewer registrations are queued ahead of it; the workers then hash while the rest registers.
+accounts = Accounts("accounts", AccountsArgs(accounts=settings.accounts))
 host = HostTarget("host", HostTargetArgs(target=settings.target, stack=settings.stack))
 dkim = DkimKeys("dkim", DkimKeysArgs(domains=settings.domains))
-server = MailServer("mail", MailServerArgs(settings=settings, host=host, dkim=dkim))
+server = MailServer("mail", MailServerArgs(settings=settings, host=host, dkim=dkim, accounts=accounts))
 dns = MailDns("dns", MailDnsArgs(settings=settings, dkim_public_keys=dkim.public_keys))
 
 pulumi.export("hostname", settings.hostname)
@@ -25,7 +29,7 @@ pulumi.export("publicIPv6", settings.public_ipv6)
 pulumi.export("containerName", server.container_name)
 pulumi.export("accounts", [a.address for a in settings.accounts])
 # Secret output: `pulumi stack output generatedPasswords --show-secrets` reveals them.
-pulumi.export("generatedPasswords", server.generated_passwords)
+pulumi.export("generatedPasswords", accounts.generated_passwords)
 pulumi.export("dkimRecords", dns.dkim_records)
 pulumi.export("dnsRecords", dns.records)
 pulumi.export("zoneFile", dns.zone_files)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_random as random
 
 from components import docker_spec
+from components.accounts import Accounts
 from components.dkim_keys import DkimKeys
 from components.host_target import HostTarget
 from components.tls import Tls, TlsArgs
 from config import containers, dms_files
 from config.dms_files import DkimSigner
-from config.passwords import GENERATED_PASSWORD_LENGTH, SEED_BYTES, hash_passwords
 from config.settings import MailSettings
 
 
@@ -28,6 +24,8 @@ class MailServerArgs:
     """Where the container runs and where its files are written."""
     dkim: DkimKeys
     """Signing keys; only `dkim.active` selectors are installed in the signer."""
+    accounts: Accounts
+    """The accounts file text (hashes) to install."""
 
 
 def volume_options(parent: pulumi.Resource, provider: pulumi.ProviderResource) -> pulumi.ResourceOptions:
@@ -37,14 +35,6 @@ def volume_options(parent: pulumi.Resource, provider: pulumi.ProviderResource) -
     (after `pulumi state unprotect`) only forget them, leaving the Docker volume on the host.
     """
     return pulumi.ResourceOptions(parent=parent, provider=provider, protect=True, retain_on_delete=True)
-
-
-async def _accounts_text(seed_b64: str, addresses: Sequence[str], passwords: Mapping[str, str]) -> str:
-    """The accounts file text. Hashing (seconds for a thousand accounts) runs on a thread that waits
-    for the worker processes, so the event loop goes on registering resources meanwhile."""
-    accounts = [(address, passwords[address]) for address in addresses]
-    hashes = await asyncio.to_thread(hash_passwords, base64.b64decode(seed_b64), accounts)
-    return dms_files.accounts_file(zip(addresses, hashes, strict=True))
 
 
 class MailServer(pulumi.ComponentResource):
@@ -59,8 +49,6 @@ class MailServer(pulumi.ComponentResource):
 
     container_name: pulumi.Output[str]
     """Name of the DMS container (`docker exec -it <name> setup email list`)."""
-    generated_passwords: pulumi.Output[dict[str, str]]
-    """Secret: address → password, for accounts configured without one."""
 
     def __init__(self, name: str, args: MailServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailstack:index:MailServer", name, None, opts)
@@ -71,32 +59,8 @@ class MailServer(pulumi.ComponentResource):
         def write(role: str, relative_path: str, text: pulumi.Input[str]) -> pulumi.Resource:
             return host.write_file(f"{name}-{role}", f"{config_dir}/{relative_path}", text, child)
 
-        # Accounts: hashes with a salt derived from a per-stack secret seed, so an unchanged config
-        # produces byte-identical text (no diff, no rewrite) -- see config/passwords.py.
-        seed = random.RandomBytes(f"{name}-hash-seed", length=SEED_BYTES, opts=child)
-        generated = {
-            a.address: random.RandomPassword(
-                f"{name}-password-{a.address}", length=GENERATED_PASSWORD_LENGTH, special=False, opts=child
-            )
-            for a in settings.accounts
-            if a.password is None
-        }
-        addresses = [a.address for a in settings.accounts]
-        given = {a.address: a.password for a in settings.accounts if a.password is not None}
-
-        def accounts_file(values: list[str]) -> Awaitable[str]:
-            # Given passwords are read here rather than wrapped one Output each: a thousand Outputs
-            # cost the SDK about a second (benchmarks/scale.py). The text is secret regardless.
-            seed_b64, *generated_passwords = values
-            passwords = {address: password.get_secret_value() for address, password in given.items()}
-            passwords.update(zip(generated, generated_passwords, strict=True))
-            return _accounts_text(seed_b64, addresses, passwords)
-
-        accounts_text: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(seed.base64, *(pw.result for pw in generated.values())).apply(accounts_file)
-        )
         files = [
-            write("accounts", dms_files.ACCOUNTS, accounts_text),
+            write("accounts", dms_files.ACCOUNTS, args.accounts.text),
             write("aliases", dms_files.VIRTUAL, dms_files.virtual_file(settings.aliases)),
             write("quotas", dms_files.QUOTAS, dms_files.quotas_file(settings.accounts)),
         ]
@@ -165,11 +129,7 @@ class MailServer(pulumi.ComponentResource):
             )
 
         self.container_name = container.name
-        # Output.all() without arguments resolves to a list; an empty mapping must stay a mapping.
-        self.generated_passwords = pulumi.Output.secret(
-            pulumi.Output.all(**{address: pw.result for address, pw in generated.items()}) if generated else {}
-        )
-        self.register_outputs({"container_name": self.container_name, "generated_passwords": self.generated_passwords})
+        self.register_outputs({"container_name": self.container_name})
 
 
 def _role(path: str) -> str:

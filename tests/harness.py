@@ -164,6 +164,7 @@ class RecordingMonitor(MockMonitor):
                         "replace_on_changes": list(request.replaceOnChanges),
                         "additional_secret_outputs": list(request.additionalSecretOutputs),
                         "provider": request.provider,
+                        "aliases": [{"name": a.spec.name, "parent_urn": a.spec.parentUrn} for a in request.aliases],
                         # Which inputs read from which resources: a replaced resource makes them unknown.
                         "property_dependencies": {
                             key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()

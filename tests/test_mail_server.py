@@ -363,8 +363,16 @@ def test_accounts_file_hashes_verify_and_are_stable() -> None:
 def test_generated_passwords_are_random_passwords_exported_as_a_secret() -> None:
     run = dev()
     password = run.one("random:index/randomPassword:RandomPassword")
-    assert password.name == "mail-password-postmaster@example.test"
+    assert password.name == "accounts-password-postmaster@example.test"
     assert password.plain_inputs == {"length": 24, "special": False}
+    # Until 2026-11-28 a child of the mail server: the alias keeps the password an upgrade finds in
+    # state. The engine's URN of that parent omits the root stack's type (the mock's URNs do not).
+    assert password.options["aliases"] == [
+        {
+            "name": "mail-password-postmaster@example.test",
+            "parent_urn": "urn:pulumi:dev::mailstack::mailstack:index:MailServer::mail",
+        }
+    ]
     assert is_secret(run.outputs["generatedPasswords"])
     generated = plain(run.outputs["generatedPasswords"])
     assert generated == {"postmaster@example.test": plain(password.state["result"])}
@@ -382,7 +390,11 @@ def test_configured_passwords_generate_nothing() -> None:
     assert plain(run.outputs["generatedPasswords"]) == {}
     assert is_secret(run.outputs["generatedPasswords"])
     seed = run.one("random:index/randomBytes:RandomBytes")
-    assert (seed.name, seed.plain_inputs) == ("mail-hash-seed", {"length": 32})
+    assert (seed.name, seed.plain_inputs) == ("accounts-hash-seed", {"length": 32})
+    assert seed.options["aliases"] == [
+        {"name": "mail-hash-seed", "parent_urn": "urn:pulumi:prod::mailstack::mailstack:index:MailServer::mail"}
+    ]
+    assert seed.parent == run.one("mailstack:index:Accounts").urn
 
 
 # --- secrets -------------------------------------------------------------------------------------
@@ -518,6 +530,7 @@ def test_components_and_parents() -> None:
     run = prod_base()
     components = {r.type: r for r in run.resources if not r.custom}
     assert set(components) == {
+        "mailstack:index:Accounts",
         "mailstack:index:HostTarget",
         "mailstack:index:DkimKeys",
         "mailstack:index:MailServer",
@@ -529,4 +542,6 @@ def test_components_and_parents() -> None:
         if r.custom:
             assert r.parent in component_urns, r.name
     server = components["mailstack:index:MailServer"]
-    assert set(run.component_outputs[server.urn]) == {"container_name", "generated_passwords"}
+    assert set(run.component_outputs[server.urn]) == {"container_name"}
+    accounts = components["mailstack:index:Accounts"]
+    assert set(run.component_outputs[accounts.urn]) == {"generated_passwords"}

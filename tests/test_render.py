@@ -298,12 +298,14 @@ def _state_from_run(result: RunResult, settings: MailSettings) -> render.StackSt
             keys[(domain.name, selector)] = plain(reg.state["privateKeyPem"])
     passwords = {
         a.address: plain(
-            result.one("random:index/randomPassword:RandomPassword", f"mail-password-{a.address}").state["result"]
+            result.one("random:index/randomPassword:RandomPassword", f"accounts-password-{a.address}").state["result"]
         )
         for a in settings.accounts
         if a.password is None
     }
-    seed = base64.b64decode(plain(result.one("random:index/randomBytes:RandomBytes", "mail-hash-seed").state["base64"]))
+    seed = base64.b64decode(
+        plain(result.one("random:index/randomBytes:RandomBytes", "accounts-hash-seed").state["base64"])
+    )
     self_signed = None
     if settings.tls.mode == "self-signed":
         self_signed = render.SelfSignedCert(
