@@ -14,9 +14,10 @@ from config import dms_files
 from config.passwords import GENERATED_PASSWORD_LENGTH, SEED_BYTES, hash_passwords
 from config.settings import AccountSettings
 
-PREVIOUS_PARENT = ("mailstack:index:MailServer", "mail")
-"""(type, name) of the component these resources belonged to until 2026-11-28. Their aliases keep
-their state across that move: an upgrade neither draws new generated passwords nor re-salts the hashes."""
+PREVIOUS_PARENT_TYPE = "mailstack:index:MailServer"
+PREVIOUS_PARENT_NAME = "mail"
+"""The component these resources belonged to until 2026-11-28. Their aliases keep their state across
+that move: an upgrade neither draws new generated passwords nor re-salts the hashes."""
 
 
 @dataclass(frozen=True)
@@ -48,23 +49,26 @@ class Accounts(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AccountsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailstack:index:Accounts", name, None, opts)
-        # No `parent`: the engine leaves the root stack's type out of URNs (generateURN in
-        # pulumi/pkg/resource/deploy), so the old parent was urn:pulumi:<stack>::<project>::<type>::mail.
-        previous_parent = pulumi.create_urn(PREVIOUS_PARENT[1], PREVIOUS_PARENT[0])
+        # A plain string, not `pulumi.create_urn` (an Output): every Output an alias waits for delays
+        # the seed's registration behind the rest of the stack. The engine leaves the root stack's
+        # type out of URNs (generateURN in pulumi/pkg/resource/deploy), hence no `Stack$` here.
+        previous_parent = (
+            f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{PREVIOUS_PARENT_TYPE}::{PREVIOUS_PARENT_NAME}"
+        )
 
         def child(previous_name: str) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(
-                parent=self, aliases=[pulumi.Alias(name=previous_name, parent=previous_parent)]
+                parent=self,
+                aliases=[pulumi.Alias(name=f"{PREVIOUS_PARENT_NAME}-{previous_name}", parent=previous_parent)],
             )
 
-        old = PREVIOUS_PARENT[1]
-        seed = random.RandomBytes(f"{name}-hash-seed", length=SEED_BYTES, opts=child(f"{old}-hash-seed"))
+        seed = random.RandomBytes(f"{name}-hash-seed", length=SEED_BYTES, opts=child("hash-seed"))
         generated = {
             a.address: random.RandomPassword(
                 f"{name}-password-{a.address}",
                 length=GENERATED_PASSWORD_LENGTH,
                 special=False,
-                opts=child(f"{old}-password-{a.address}"),
+                opts=child(f"password-{a.address}"),
             )
             for a in args.accounts
             if a.password is None
