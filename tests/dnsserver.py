@@ -84,10 +84,14 @@ class KnotServer:
         zones: zone name → zone file text (with SOA and NS; relative names are relative to the zone).
         address: loopback address to listen on (127.0.0.x or ::1).
         port: UDP/TCP port; a free one is picked when None.
+        stats: count requests by transport (Knot's mod-stats), read with `request_counts()`.
     """
 
-    def __init__(self, zones: Mapping[str, str], address: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, zones: Mapping[str, str], address: str = "127.0.0.1", port: int | None = None, *, stats: bool = False
+    ) -> None:
         self.address = address
+        self._stats = stats
         self.port = port if port is not None else free_port(address)
         self._zones: dict[str, str] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="knotd-"))
@@ -146,9 +150,14 @@ class KnotServer:
             "log:\n"
             "  - target: stderr\n"
             "    any: info\n"
-            "template:\n"
+            + (
+                # Knot's mod-stats counts every request by transport (udp4/tcp4/udp6/tcp6), whoever sends it.
+                "mod-stats:\n  - id: counts\n    request-protocol: on\n" if self._stats else ""
+            )
+            + "template:\n"
             "  - id: default\n"
-            f'    storage: "{self._dir / "zones"}"\n'
+            + ("    global-module: mod-stats/counts\n" if self._stats else "")
+            + f'    storage: "{self._dir / "zones"}"\n'
             '    file: "%s.zone"\n'
             "    zonefile-sync: -1\n"
             "    zonefile-load: whole\n"
@@ -205,6 +214,25 @@ class KnotServer:
         )
         if result.returncode != 0:
             raise KnotError(f"knotc {' '.join(args)} failed: {result.stdout}{result.stderr}\n{self.log()}")
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests served so far by transport (`udp4`, `tcp4`, ...); needs `stats=True`."""
+        result = subprocess.run(
+            [self._knotc, "-c", str(self._conf), "-s", str(self._socket), "stats", "mod-stats.request-protocol"],
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise KnotError(f"knotc stats failed: {result.stdout}{result.stderr}")
+        # Lines look like `mod-stats.request-protocol[udp4] = 1810`; a transport never used is absent.
+        counts: dict[str, int] = {}
+        for line in result.stdout.splitlines():
+            name, sep, value = line.partition("] = ")
+            if sep and "[" in name:
+                counts[name.rsplit("[", 1)[1]] = int(value)
+        return counts
 
     def replace_zones(self, zones: Mapping[str, str]) -> None:
         """Serve `zones` instead of the current ones (config + zone reload through knotc)."""
