@@ -363,6 +363,11 @@ class Value:
     def of(rdtype: str, rdata: dns.rdata.Rdata) -> Value:
         return Value(canonical(rdtype, rdata), display(rdtype, rdata))
 
+    @staticmethod
+    def from_display(rdtype: str, text: str) -> Value:
+        """The value whose display text is `text` (what `of` gives; verify_dns reads the wire itself)."""
+        return Value("TXT " + _txt_key(text) if rdtype == "TXT" else f"{rdtype} {text.lower()}", text)
+
 
 def related(expected: ExpectedRecord, value: Value) -> bool:
     """Whether a published value is the counterpart of an expected one (would be replaced by it).

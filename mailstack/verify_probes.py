@@ -8,8 +8,6 @@ import dataclasses
 import ssl
 from dataclasses import dataclass
 
-from cryptography import x509
-
 MAIL_PORTS = {25: "SMTP with STARTTLS", 465: "SMTP submission over implicit TLS", 993: "IMAP over implicit TLS"}
 EHLO_NAME = "mailstack-verify"
 
@@ -204,6 +202,9 @@ def _tls_reason(error: ssl.SSLError) -> str:
 
 def cert_summary(der: bytes) -> str:
     """Subject, names and validity of a certificate, for the report."""
+    # Imported here: only a rejected certificate needs it, and it costs ~40 ms of every start-up.
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(der)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(

@@ -45,6 +45,7 @@ from tests.verify_zones import (
     good_stack,
     host_records,
     outputs,
+    quoted,
     reverse_zones,
     zone,
 )
@@ -891,35 +892,97 @@ def test_stack_outputs_through_the_pulumi_cli(
     assert "the Pulumi CLI is not installed here" in capsys.readouterr().err
 
 
-def test_command_line_table(tmp_path: Path, knot: Callable[..., KnotServer]) -> None:
-    """`python -m mailstack.verify` as a user runs it: tables per domain, the fix in the row, exit 1."""
+def _short(key: str) -> str:
+    return f"{key[:10]}…{key[-10:]}"
+
+
+def test_command_line_report(tmp_path: Path, knot: Callable[..., KnotServer]) -> None:
+    """`python -m mailstack.verify` as a user runs it, piped: the exact report at 80 and at 200 columns.
+
+    One summary line per domain; each problem with its details wrapped to the width and its fix on
+    one line that is never wrapped (copyable whole); `-q` drops the summaries of domains without
+    problems; `--all` adds the OK lines.
+    """
     data, zones = good_stack()
-    published = [r for r in data["dnsRecords"] if r["name"] != "_dmarc.another.com"]
+    old, new = dkim_key(1), dkim_key()
+    published = [
+        {**r, "content": f"v=DKIM1; k=rsa; p={old}"} if r["name"] == "mail._domainkey.another.com" else r
+        for r in data["dnsRecords"]
+        if r["name"] != "_dmarc.another.com"
+    ]
     zones["another.com"] = zone("another.com", published)
     server = knot(zones)
     (tmp_path / "outputs.json").write_text(json.dumps(data))
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "mailstack.verify", "--outputs", str(tmp_path / "outputs.json"), "--quiet"),
-            *(*dns_args(server), "--skip", "ports", "--timeout", "1"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"},
-        timeout=60,
-        check=False,
+
+    def run(columns: int, *flags: str) -> tuple[int, str]:
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "mailstack.verify", "--outputs", str(tmp_path / "outputs.json"), *flags),
+                *(*dns_args(server), "--skip", "ports", "--timeout", "1"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": str(columns)},
+            timeout=60,
+            check=False,
+        )
+        return result.returncode, re.sub(r" in \d+\.\d\d s: ", " in T s: ", result.stdout)
+
+    dmarc_fix = 'publish _dmarc.another.com. 3600 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.com"'
+    key_fix = f"publish mail._domainkey.another.com. 3600 IN TXT {quoted(f'v=DKIM1; k=rsa; p={new}')}"
+    head = [
+        "example.com: 15 ok",
+        "another.com: 2 missing, 2 different, 10 ok",
+        "  missing  records: TXT _dmarc.another.com",
+        "      not published at any nameserver",
+        f"      fix: {dmarc_fix}",
+        "  different  records: TXT mail._domainkey.another.com",
+    ]
+    tail = [
+        f"      fix: {key_fix}",
+        "  missing  dmarc: DMARC another.com",
+        "      no v=DMARC1 record at _dmarc.another.com",
+        f"      fix: {dmarc_fix}",
+        "mail.example.com: 6 ok",
+        "31 ok, 2 missing, 2 different in T s: something is wrong: apply the fixes above (exit 1)",
+    ]
+    replacing = f"      fix: {key_fix} (replacing v=DKIM1; k=rsa; p={old})"
+    at_80 = [
+        *head,
+        "      nameservers publish v=DKIM1; k=rsa;",
+        f"      p={old}",
+        replacing,
+        "  different  dkim: DKIM mail (mail._domainkey.another.com)",
+        f"      published p={_short(old)} but the server signs with",
+        f"      p={_short(new)}: signatures fail",
+        *tail,
+    ]
+    at_200 = [
+        *head,
+        "      nameservers publish v=DKIM1; k=rsa;",  # the 392-character key fits no line: it gets its own
+        f"      p={old}",
+        replacing,
+        "  different  dkim: DKIM mail (mail._domainkey.another.com)",
+        f"      published p={_short(old)} but the server signs with p={_short(new)}: signatures fail",
+        *tail,
+    ]
+    assert run(80) == (1, "\n".join(at_80) + "\n")
+    assert run(200) == (1, "\n".join(at_200) + "\n")
+    code, quiet = run(200, "--quiet")
+    assert (code, quiet.splitlines()) == (
+        1,
+        [line for line in at_200 if line not in ("example.com: 15 ok", "mail.example.com: 6 ok")],
     )
-    assert result.returncode == 1, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].strip() == "another.com"
-    fix = 'publish _dmarc.another.com. 3600 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.com"'
-    rows = [line for line in lines if "_dmarc.another.com" in line or "DMARC another.com" in line]
-    assert len(rows) == 2
-    assert all(fix in row and "missing" in row for row in rows)
-    assert re.fullmatch(
-        r"33 ok, 2 missing in \d+\.\d\d s: something is wrong: apply the fixes above \(exit 1\)", lines[-1]
-    )
+    code, everything = run(200, "--all")
+    lines = everything.splitlines()
+    assert code == 1
+    assert len(lines) == len(at_200) + 31  # one line per OK check at 200 columns
+    assert lines[:3] == [
+        "example.com: 15 ok",
+        f"  ok  nameservers: NS example.com: ns1.example.com (127.0.0.2:{server.port}) serial 1",
+        "  ok  records: MX example.com: at 1 nameserver(s)",
+    ]
 
 
 def test_knot_server_reload_and_stop(knot: Callable[..., KnotServer]) -> None:
