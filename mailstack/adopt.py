@@ -12,6 +12,11 @@ it and the next `pulumi up` updates it in place:
 Desired records come from the stack's config files (no Pulumi CLI, no passphrase needed); live
 records come from `GET /zones/<id>/dns_records` with the token in CLOUDFLARE_API_TOKEN, or from a
 JSON file of that answer. See docs/dns.md.
+
+Exit code (mailstack.cli): 0 nothing stands in the way of `pulumi up` (live MX records the stack
+does not publish are listed, they do not block it); 1 records still block it (the output lists the
+imports and deletions), or the stack's configuration has problems (each listed with its fix);
+2 adopt could not check (unreadable stack file or --live file, no API token, an API failure).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import dns.exception
 
 from config import ConfigError, MailSettings, load_settings
 from config.records import RecordSpec, dkim_record, dkim_selectors, parse_txt, static_records
+from mailstack.cli import EXIT_CANNOT, EXIT_FIX, EXIT_OK, print_error
 from mailstack.stackfile import StackFileError, load_stack
 
 API = "https://api.cloudflare.com/client/v4"
@@ -44,7 +50,15 @@ DEFAULT_COMPONENT = "dns"
 
 
 class AdoptError(Exception):
-    """Input that cannot be used: no stack file, bad JSON, no token, an API error."""
+    """Input that cannot be used: no stack file, bad JSON, no token, an API error (exit 2)."""
+
+    exit_code = EXIT_CANNOT
+
+
+class AdoptConfigError(AdoptError):
+    """The stack's configuration has problems; the message lists each with its fix (exit 1)."""
+
+    exit_code = EXIT_FIX
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,7 @@ def stack_settings(project_dir: Path, stack: str) -> tuple[MailSettings, str]:
     try:
         settings = load_settings(config.raw, secret_keys=config.secret_keys, stack=stack)
     except ConfigError as err:
-        raise AdoptError(str(err)) from None
+        raise AdoptConfigError(str(err)) from None
     return settings, config.project
 
 
@@ -360,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mailstack.adopt",
         description="List live Cloudflare records that block the stack's records and print the `pulumi import` "
         "commands that adopt them.",
+        epilog="Exit code: 0 nothing blocks `pulumi up`, 1 records still block it (or the configuration has "
+        "problems; each line says how to fix it), 2 could not check.",
     )
     parser.add_argument("--stack", required=True, help="stack name (reads Pulumi.<stack>.yaml)")
     parser.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
@@ -388,7 +404,7 @@ def main(
         settings, project = stack_settings(Path(args.project_dir), args.stack)
         if settings.dns_provider != "cloudflare":
             print(f"# stack {args.stack} uses manual DNS: nothing to adopt (publish the zoneFile output yourself).")
-            return 0
+            return EXIT_OK
         desired = desired_records(settings)
         zones = sorted({r.zone for r in desired})
         zone_ids = {d.zone: d.zone_id for d in settings.domains if d.zone_id}
@@ -415,9 +431,10 @@ def main(
             render_plan(plan, stack=args.stack, project=project, component=args.component, file=args.import_file)
         )
     except AdoptError as err:
-        print(f"mailstack adopt: {err}", file=sys.stderr)
-        return 2
-    return 0
+        print_error("adopt", str(err))
+        return err.exit_code
+    # Stale MX records are advice (a forgotten backup MX is legitimate); they do not block `pulumi up`.
+    return EXIT_FIX if plan.imports or plan.deletes else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from config.passwords import GENERATED_PASSWORD_LENGTH, PASSWORD_ALPHABET, SEED_
 from config.records import RecordSpec, dkim_selectors, mail_records
 from config.zonefile import render_zone_files
 from mailstack import compose
+from mailstack.cli import print_error
 from mailstack.stackfile import (
     PLACEHOLDER_PREFIX,
     StackConfig,
@@ -466,18 +467,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    out, err = Console(), Console(stderr=True)
+    out = Console()
     env = os.environ if environ is None else environ
     try:
         passphrase = read_passphrase(env)
         stack = load_stack(args.project_dir, args.stack, passphrase=passphrase)
     except StackFileError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error("render", str(exc))
         return EXIT_IO
     try:
         settings = load_settings(stack.raw, secret_keys=stack.secret_keys, stack=args.stack)
     except ConfigError as exc:
-        err.print(escape(str(exc)), highlight=False)
+        print_error("render", str(exc))  # plain: rich would wrap the fix commands at 80 columns in a pipe
         return EXIT_CONFIG
     if args.data_dir:
         settings = replace(settings, target=replace(settings.target, data_dir=args.data_dir.rstrip("/")))
@@ -491,7 +492,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     try:
         write_rendering(rendering, args.out)
     except OSError as exc:
-        err.print(f"[red]error:[/red] cannot write {escape(str(args.out))}: {escape(str(exc))}")
+        print_error("render", f"cannot write {args.out}: {exc}")
         return EXIT_IO
     _report(out, rendering, stack, args.out)
     return EXIT_OK

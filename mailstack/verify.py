@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
+from mailstack.cli import print_error
 from mailstack.verify_checks import (
     EXIT_UNCHECKED,
     GROUPS,
@@ -132,7 +133,7 @@ def read_outputs(stack: str | None, path: str | None) -> StackOutputs:
             result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         except FileNotFoundError as e:
             raise InputError(
-                "the Pulumi CLI is not installed here; run `pulumi stack output --json --stack <stack> > outputs.json`"
+                f"the Pulumi CLI is not installed here; run `{' '.join(command)} > outputs.json`"
                 " where it is, then `python -m mailstack.verify --outputs outputs.json`"
             ) from e
         except subprocess.TimeoutExpired as e:
@@ -287,7 +288,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         options = options_from_args(args)
         outputs = read_outputs(args.stack, args.outputs)
     except (InputError, ValueError) as e:
-        print(f"verify: {e}", file=sys.stderr)
+        print_error("verify", str(e))
         return EXIT_UNCHECKED
     started = time.monotonic()
     findings = verify(outputs, options)

@@ -123,7 +123,8 @@ curl -fsS -X DELETE -H "Authorization: Bearer $CLOUDFLARE_API_TOKEN" https://api
 def test_conflicts_from_a_json_file(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     live = tmp_path / "live.json"
     live.write_text(json.dumps(LIVE))
-    assert adopt.main(["--stack", "prod", "--project-dir", str(project), "--live", str(live)], environ={}) == 0
+    # Exit 1 while records still block `pulumi up`: a script can tell "done" from "more to do".
+    assert adopt.main(["--stack", "prod", "--project-dir", str(project), "--live", str(live)], environ={}) == 1
     assert capsys.readouterr().out == EXPECTED
 
 
@@ -134,7 +135,7 @@ def test_import_file_for_a_stack_that_never_ran(
     live.write_text(json.dumps({"example.com": [r for r in LIVE["result"] if r["id"] == "r1"]}))
     out_file = tmp_path / "import.json"
     argv = ["--stack", "prod", "--project-dir", str(project), "--live", str(live), "--import-file", str(out_file)]
-    assert adopt.main(argv, environ={}) == 0
+    assert adopt.main(argv, environ={}) == 1
     assert json.loads(out_file.read_text()) == {
         "resources": [
             {"type": "mailstack:index:MailDns", "name": "dns", "component": True},
@@ -186,7 +187,7 @@ def test_api_lookup_and_pagination_without_network(project: Path, capsys: pytest
         return pages[url]
 
     argv = ["--stack", "prod", "--project-dir", str(project)]
-    assert adopt.main(argv, environ={"CLOUDFLARE_API_TOKEN": "tok"}, fetch=fetch) == 0
+    assert adopt.main(argv, environ={"CLOUDFLARE_API_TOKEN": "tok"}, fetch=fetch) == 1
     assert asked == [(url, "tok") for url in pages]
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pulumi import")]
     assert [line.split()[5:7] for line in lines] == [
@@ -199,7 +200,29 @@ def test_api_lookup_and_pagination_without_network(project: Path, capsys: pytest
 def test_missing_token_is_a_clear_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert adopt.main(["--stack", "prod", "--project-dir", str(project)], environ={}) == 2
     assert capsys.readouterr().err == (
-        "mailstack adopt: set CLOUDFLARE_API_TOKEN (Zone:DNS:Read and Zone:Zone:Read), or pass --live FILE\n"
+        "mailstack adopt: error: set CLOUDFLARE_API_TOKEN (Zone:DNS:Read and Zone:Zone:Read), or pass --live FILE\n"
+    )
+
+
+def test_only_stale_mx_exits_0(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A live MX the stack does not publish is listed as advice; it does not block `pulumi up`."""
+    live = tmp_path / "live.json"
+    live.write_text(json.dumps([r for r in LIVE["result"] if r["id"] == "r3"]))
+    assert adopt.main(["--stack", "prod", "--project-dir", str(project), "--live", str(live)], environ={}) == 0
+    assert "#   MX example.com 1 aspmx.l.google.com\n" in capsys.readouterr().out
+
+
+def test_configuration_problems_exit_1_in_the_common_style(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The stack's own name, every problem with its fix, one line each: never wrapped, whatever the width."""
+    stack_file = project / "Pulumi.prod.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    doc["config"]["mailstack:hostname"] = "bad"
+    stack_file.write_text(yaml.safe_dump(doc))
+    assert adopt.main(["--stack", "prod", "--project-dir", str(project), "--live", "unused.json"], environ={}) == 1
+    assert capsys.readouterr().err == (
+        "mailstack adopt: error: the configuration of stack 'prod' has 1 problem (nothing was created):\n"
+        "- mailstack:hostname: 'bad' has fewer than 3 labels; use a host name under a mail domain, e.g. mail.bad\n"
+        "    fix: pulumi config set 'mailstack:hostname' mail.bad\n"
     )
 
 

@@ -4,10 +4,12 @@ and compared value by value with what the Pulumi program registers for the same 
 from __future__ import annotations
 
 import base64
+import os
 import shlex
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +232,39 @@ def test_config_problems_exit_1_with_every_problem(tmp_path: Path, capsys: pytes
     assert "the configuration of stack 'bad' has 3 problems" in stderr
     assert "mailstack:accounts: at least one account is required" in stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_errors_are_plain_and_never_wrapped_in_a_pipe(tmp_path: Path) -> None:
+    """`mailstack render` as a user runs it with stderr to a pipe at 80 columns: the common error style,
+    every fix command on one line (a terminal renderer used to wrap them mid-command)."""
+    project = tmp_path / "p"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    (project / "Pulumi.bad.yaml").write_text("config:\n  mailstack:hostname: example.org\n")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "mailstack.render", "--stack", "bad"),
+            *("--out", str(tmp_path / "o"), "--project-dir", str(project)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "mailstack render: error: the configuration of stack 'bad' has 3 problems (nothing was created):\n"
+        "- mailstack:domains: at least one mail domain is required\n"
+        "    fix: pulumi config set --path 'mailstack:domains[\"example.org\"].mx.priority' 10\n"
+        "- mailstack:accounts: at least one account is required (DMS shuts down after ~2 minutes without one)\n"
+        "    fix: pulumi config set --path --secret 'mailstack:accounts[\"postmaster@example.org\"].password'"
+        " <password>\n"
+        "- mailstack:hostname: 'example.org' has fewer than 3 labels; use a host name under a mail domain,"
+        " e.g. mail.example.org\n"
+        "    fix: pulumi config set 'mailstack:hostname' mail.example.org\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -889,7 +889,11 @@ def test_stack_outputs_through_the_pulumi_cli(
     assert (tmp_path / "argv").read_text() == "stack output --json --stack prod\n"
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert verify.main(["--stack", "prod", "--resolver", "127.0.0.1"]) == 2
-    assert "the Pulumi CLI is not installed here" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "mailstack verify: error: the Pulumi CLI is not installed here; run"
+        " `pulumi stack output --json --stack prod > outputs.json` where it is,"
+        " then `python -m mailstack.verify --outputs outputs.json`\n"
+    )
 
 
 def _short(key: str) -> str:
