@@ -176,8 +176,8 @@ def system_resolver(path: str = RESOLV_CONF) -> Endpoint:
 
     Read here rather than through dns.resolver, whose import pulls in the DNS-over-HTTPS/QUIC
     stack (13% of a 100-domain run). resolv.conf(5): `nameserver ADDRESS`, one per line, `#` or
-    `;` starts a comment; an IPv6 address may carry a `%scope`, which a socket address cannot
-    take as text here, so such entries are skipped.
+    `;` starts a comment; a link-local IPv6 address keeps its `%scope` (the socket needs it).
+    Entries that are not addresses are skipped, as the resolver library does.
     """
     try:
         lines = Path(path).read_text(errors="replace").splitlines()
@@ -187,7 +187,7 @@ def system_resolver(path: str = RESOLV_CONF) -> Endpoint:
         fields = line.split("#", 1)[0].split(";", 1)[0].split()
         if len(fields) >= 2 and fields[0] == "nameserver":
             try:
-                return Endpoint(ipaddress.ip_address(fields[1]).compressed)
+                return Endpoint(str(ipaddress.ip_address(fields[1])))
             except ValueError:
                 continue
     raise InputError(f"no nameserver in {path}; pass --resolver IP[:PORT]")

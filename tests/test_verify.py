@@ -1007,3 +1007,20 @@ def test_knot_server_reload_and_stop(knot: Callable[..., KnotServer]) -> None:
     server.stop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((server.address, server.port))
+
+
+def test_truncated_answers_are_asked_again_over_tcp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A TXT set larger than the EDNS payload (1232): knotd truncates the UDP answer, verify asks over TCP."""
+    data, zones = good_stack()
+    big = "site-verification=" + "x" * 3000
+    extra = {"zone": "example.com", "name": "example.com", "type": "TXT", "content": big, "ttl": 3600}
+    data["dnsRecords"].append({**extra, "priority": None, "purpose": "a provider's verification"})
+    zones["example.com"] = zone("example.com", data["dnsRecords"])
+    with KnotServer(zones, address=NS1, stats=True) as server:
+        result = run_verify(tmp_path, capsys, data, *dns_args(server), "--skip", "ports")
+        counts = server.request_counts()
+    assert result.code == 0, result.problems()
+    finding = next(f for f in result.findings if f["subject"] == "TXT example.com" and f["expected"] == big)
+    assert finding["status"] == "ok"
+    # The TXT at example.com is asked at the nameserver and at the resolver: both over TCP after UDP.
+    assert counts.get("tcp4", 0) >= 2, counts
