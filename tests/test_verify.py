@@ -859,11 +859,11 @@ def test_a_crashing_check_is_an_error_finding_not_a_lost_run(
 def test_unreadable_outputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     assert verify.main(["--outputs", str(tmp_path / "bad.json"), "--resolver", "127.0.0.1"]) == 2
-    assert capsys.readouterr().err.startswith("verify: outputs are not JSON: ")
+    assert capsys.readouterr().err.startswith("mailstack verify: error: outputs are not JSON: ")
     (tmp_path / "wrong.json").write_text(json.dumps({"hostname": "", "publicIPv4": "::1", "dnsRecords": {}}))
     assert verify.main(["--outputs", str(tmp_path / "wrong.json"), "--resolver", "127.0.0.1"]) == 2
     assert capsys.readouterr().err == (
-        "verify: stack outputs are not usable:\n"
+        "mailstack verify: error: stack outputs are not usable:\n"
         "  - `hostname` must be a non-empty string\n"
         "  - `publicIPv4` must be an IPv4 address: '::1'\n"
         "  - `dnsRecords` must be a list\n"
