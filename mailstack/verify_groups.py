@@ -95,6 +95,7 @@ class Checks:
         self.options = options
         self.dns = DnsClient(options.timeout, options.concurrency)
         self._zone_ns: dict[str, asyncio.Task[tuple[list[Nameserver], str | None]]] = {}
+        self._mail_domains = frozenset(outputs.mail_domains)
 
     # shared lookups --------------------------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class Checks:
             return name
         labels = name.split(".")
         # The longest mail domain that is the name or one of its parents.
-        domains = set(self.outputs.mail_domains)
+        domains = self._mail_domains
         return next((".".join(labels[i:]) for i in range(len(labels)) if ".".join(labels[i:]) in domains), name)
 
     async def nameservers(self, zone: str) -> tuple[list[Nameserver], str | None]:
