@@ -7,6 +7,8 @@ check on messages that dnspython renders, with name compression, escapes and mix
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dns.exception
@@ -23,6 +25,8 @@ from mailstack.verify import InputError, system_resolver
 from mailstack.verify_checks import ExpectedRecord, Finding, StackOutputs, Status, Value
 from mailstack.verify_dns import Endpoint, answer_values, name_wire, parse_response, query_wire
 from mailstack.verify_report import render_text
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VALUES = [
     ("TXT", '"v=spf1 mx -all"'),
@@ -177,3 +181,17 @@ def _with_domains(outputs: StackOutputs, domains: tuple[str, ...]) -> StackOutpu
     """Outputs whose mail domains are `domains` (the report orders groups by them)."""
     records = tuple(ExpectedRecord(d, d, "MX", outputs.hostname, 10) for d in domains)
     return StackOutputs(outputs.hostname, outputs.ipv4, outputs.ipv6, records)
+
+
+def test_verify_does_not_import_what_it_does_not_use() -> None:
+    """Start-up is part of every run: dns.resolver/dns.query pull in DNS-over-HTTPS (httpx) and QUIC,
+    rich rendered the old tables, cryptography.x509 is needed only for a rejected certificate."""
+    code = "import sys, mailstack.verify; print(' '.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, cwd=ROOT
+    )
+    loaded = set(result.stdout.split())
+    assert "mailstack.verify_dns" in loaded
+    unwanted = {"dns.resolver", "dns.query", "dns.asyncquery", "dns.message", "rich", "cryptography.x509"}
+    unwanted |= {"httpx", "httpx2", "httpcore", "httpcore2", "aioquic"}
+    assert loaded & unwanted == set()
