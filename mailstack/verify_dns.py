@@ -340,16 +340,18 @@ def rdata_value(wire: bytes, rdtype: dns.rdatatype.RdataType, offset: int, lengt
         elif rdtype == dns.rdatatype.AAAA and length == 16:
             text = ipaddress.IPv6Address(wire[offset:end]).compressed
         elif rdtype in _NAME_TYPES:
-            text = name_text(_read_name(wire, offset)[0])
-        elif rdtype == dns.rdatatype.MX:
+            text = name_text(_rdata_name(wire, offset, end)[0])
+        elif rdtype == dns.rdatatype.MX and length > 2:
             (preference,) = struct.unpack_from("!H", wire, offset)
-            text = f"{preference} {name_text(_read_name(wire, offset + 2)[0])}"
-        elif rdtype == dns.rdatatype.SRV:
+            text = f"{preference} {name_text(_rdata_name(wire, offset + 2, end)[0])}"
+        elif rdtype == dns.rdatatype.SRV and length > 6:
             priority, weight, port = struct.unpack_from("!HHH", wire, offset)
-            text = f"{priority} {weight} {port} {name_text(_read_name(wire, offset + 6)[0])}"
+            text = f"{priority} {weight} {port} {name_text(_rdata_name(wire, offset + 6, end)[0])}"
         elif rdtype == dns.rdatatype.SOA:
-            mname, i = _read_name(wire, offset)
-            rname, i = _read_name(wire, i)
+            mname, i = _rdata_name(wire, offset, end)
+            rname, i = _rdata_name(wire, i, end)
+            if i + 20 != end:
+                raise dns.exception.FormError("bad SOA record data")  # type: ignore[no-untyped-call]
             numbers = " ".join(map(str, struct.unpack_from("!IIIII", wire, i)))
             text = f"{_absolute(mname)} {_absolute(rname)} {numbers}"
     except struct.error as e:
@@ -358,6 +360,14 @@ def rdata_value(wire: bytes, rdtype: dns.rdatatype.RdataType, offset: int, lengt
         return Value.from_display(dns.rdatatype.to_text(rdtype), text)
     rdata = dns.rdata.from_wire(dns.rdataclass.IN, rdtype, wire, offset, length)
     return Value.of(dns.rdatatype.to_text(rdtype), rdata)
+
+
+def _rdata_name(wire: bytes, offset: int, end: int) -> tuple[bytes, int]:
+    """A name inside record data that must end within it (RFC 1035 §3.3)."""
+    name, after = _read_name(wire, offset)
+    if after > end:
+        raise dns.exception.FormError("a name runs past its record data")  # type: ignore[no-untyped-call]
+    return name, after
 
 
 def _absolute(name: bytes) -> str:

@@ -195,3 +195,16 @@ def test_verify_does_not_import_what_it_does_not_use() -> None:
     unwanted = {"dns.resolver", "dns.query", "dns.asyncquery", "dns.message", "rich", "cryptography.x509"}
     unwanted |= {"httpx", "httpx2", "httpcore", "httpcore2", "aioquic"}
     assert loaded & unwanted == set()
+
+
+def test_a_name_past_its_record_data_is_a_form_error() -> None:
+    response = dns.message.make_response(dns.message.make_query("example.com", "CNAME"))  # no EDNS: answer last
+    response.answer.append(dns.rrset.from_text("example.com.", 300, "IN", "CNAME", "host.example.net."))
+    wire = bytearray(response.to_wire())
+    target = b"\x04host\x07example\x03net\x00"
+    assert wire.endswith(target)
+    # Shorten the record's RDLENGTH (the two bytes before its data) by 3: the name now runs past it.
+    # The bytes stay in the message (trailing), so only the RDLENGTH bound can catch it.
+    wire[-len(target) - 2 : -len(target)] = (len(target) - 3).to_bytes(2, "big")
+    with pytest.raises(dns.exception.FormError):
+        answer_values(parse_response(bytes(wire)), name_wire("example.com"), dns.rdatatype.CNAME)
