@@ -53,6 +53,7 @@ _SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-
 _FO = re.compile(r"^[01ds](:[01ds])*$")  # RFC 7489 §6.3 fo tag
 _CF_ZONE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SSH_HOST_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}$")
+_SHA1_ONLY_HOST_KEYS = ("ssh-rsa", "ssh-dss")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 CF_TOKEN_KEY = "cloudflare:apiToken"
 KeyPath = list[str | int]
@@ -539,8 +540,33 @@ def target(ctx: Context) -> Iterator[Problem]:
             "is not an SSH public key in authorized_keys form ('ssh-ed25519 AAAA…'); read it with ssh-keyscan",
             value="'ssh-ed25519 AAAA...'",
         )
+    elif t.host_key is not None and t.host_key.split()[0] in _SHA1_ONLY_HOST_KEYS:
+        # pulumi-command offers exactly the pin's key type as its only host-key algorithm
+        # (provider/pkg/provider/remote/connection.go:93-94 in v1.2.1: `HostKeyAlgorithms =
+        # []string{publicKey.Type()}`), and golang.org/x/crypto sends that list unchanged
+        # (ssh/handshake.go:546 in v0.48.0), so an RSA pin offers only `ssh-rsa`, the SHA-1
+        # signature. OpenSSH >= 8.8 and Dropbear >= 2025.87 (src/default_options.h:142,
+        # DROPBEAR_RSA_SHA1 0) no longer offer it: every connection would fail key exchange.
+        # DSA keys are gone from both servers altogether.
+        port = f"-p {t.port} " if t.port != 22 else ""
+        yield problem(
+            ["target", "hostKey"],
+            f"is an {t.host_key.split()[0]} key: pulumi-command can verify it only with SHA-1 signatures, which "
+            "OpenSSH 8.8+ and current Dropbear refuse; pin the host's ed25519 (or ECDSA) key instead",
+            f"pulumi config set --path 'mailstack:target.hostKey' "
+            f"\"$(ssh-keyscan -t ed25519 {port}{t.host or '<host>'} | cut -d' ' -f2-)\"",
+        )
     if t.data_dir is not None and not (t.data_dir.startswith("/") or t.data_dir.startswith("~/")):
         yield problem(["target", "dataDir"], f"'{t.data_dir}' must be an absolute path", value="/opt/mailstack")
+    elif t.kind == "ssh" and t.data_dir is not None and t.data_dir.startswith("~/"):
+        # `~` would be expanded on the machine running Pulumi (config/load.py), giving the
+        # operator's home directory, which rarely exists on the mail host.
+        yield problem(
+            ["target", "dataDir"],
+            f"'{t.data_dir}' would expand to this machine's home directory, not one on {t.host or 'the SSH host'}; "
+            "give the absolute path on the host",
+            value="/mnt/dietpi_userdata/mailstack",
+        )
     if ctx.ok("publicIPv6") and ctx.settings.public_ipv6 is not None and not t.docker_ipv6:
         yield problem(
             ["publicIPv6"],
