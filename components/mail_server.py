@@ -9,11 +9,12 @@ import pulumi_docker as docker
 
 from components import docker_spec
 from components.accounts import Accounts
-from components.dkim_keys import DkimKeys
+from components.dkim_keys import DkimKeys, legacy_aliases
 from components.host_target import HostTarget
 from components.tls import Tls, TlsArgs
 from config import containers, dms_files
 from config.dms_files import DkimSigner
+from config.names import selector_domain_id
 from config.settings import MailSettings
 
 
@@ -75,11 +76,15 @@ class MailServer(pulumi.ComponentResource):
         for path, text in signer_texts.items():
             files.append(write(_role(path), path, text))
         public_keys: dict[str, pulumi.Output[str]] = {}
+        key_aliases = legacy_aliases(f"{name}-dkim", [(s.domain, s.selector) for s in signers])
         for signer in signers:
             path = dms_files.key_path(settings.profile, signer)
             files.append(
-                write(
-                    f"dkim-{signer.selector}-{signer.domain}", path, dkim.private_keys[(signer.domain, signer.selector)]
+                host.write_file(
+                    f"{name}-dkim-{selector_domain_id(signer.selector, signer.domain)}",
+                    f"{config_dir}/{path}",
+                    dkim.private_keys[(signer.domain, signer.selector)],
+                    pulumi.ResourceOptions(parent=self, aliases=key_aliases.get((signer.domain, signer.selector))),
                 )
             )
             public_keys[path] = dkim.public_keys[(signer.domain, signer.selector)]

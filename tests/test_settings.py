@@ -729,7 +729,9 @@ def test_error_message_lists_every_problem_with_key_and_fix() -> None:
 
 def test_rsa_host_key_fix_reads_the_ed25519_key() -> None:
     with pytest.raises(ConfigError) as info:
-        load({"mailstack:target": {"kind": "ssh", "host": "pi.lan", "port": 2222, "hostKey": "ssh-rsa AAAAB3NzaC1yc2E="}})
+        load(
+            {"mailstack:target": {"kind": "ssh", "host": "pi.lan", "port": 2222, "hostKey": "ssh-rsa AAAAB3NzaC1yc2E="}}
+        )
     assert [p.fix for p in info.value.problems] == [
         "pulumi config set --path 'mailstack:target.hostKey' \"$(ssh-keyscan -t ed25519 -p 2222 pi.lan | cut -d' ' -f2-)\""
     ]
