@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_command as command
@@ -15,6 +16,7 @@ import pulumi_docker as docker
 from config.settings import TargetSettings
 
 BOOTSTRAP_SCRIPT = Path(__file__).parent / "scripts" / "bootstrap.sh"
+R = TypeVar("R", bound=pulumi.Resource)
 
 # A host key pins both SSH clients. pulumi-command takes it directly (`host_key`). The Docker
 # provider runs the local `ssh` binary, which only reads known_hosts files; instead of writing one
@@ -85,6 +87,29 @@ def remove_file_script(path: str) -> str:
     return f"rm -f {shlex.quote(path)}"
 
 
+def remove_files_script(data_dir: str, paths: Sequence[str]) -> str:
+    """Shell that removes `paths` (mailstack's files under `data_dir`) and the directories they
+    leave empty, up to `data_dir` itself; anything else in those directories stays."""
+    q = shlex.quote
+    dirs: set[str] = set()
+    for path in paths:
+        parent = posixpath.dirname(path)
+        while parent.startswith(f"{data_dir}/") or parent == data_dir:
+            dirs.add(parent)
+            if parent == data_dir:
+                break
+            parent = posixpath.dirname(parent)
+    # Deepest first, so a parent is tried after its children; rmdir fails (ignored) on a non-empty one.
+    ordered = sorted(dirs, key=lambda d: (-d.count("/"), d))
+    return "; ".join(
+        [
+            f"rm -f -- {' '.join(q(p) for p in sorted(paths))}",
+            *(f"rmdir -- {q(d)} 2>/dev/null" for d in ordered),
+            "true",
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class HostTargetArgs:
     target: TargetSettings
@@ -118,6 +143,9 @@ class HostTarget(pulumi.ComponentResource):
         self.data_dir = target.data_dir
         self.ready = []
         self.connection = None
+        self._target = target
+        self._tail: pulumi.Resource | None = None
+        self._written: list[str] = []
         if target.kind == "local":
             self.docker_provider = docker.Provider(f"{name}-docker", opts=pulumi.ResourceOptions(parent=self))
             self.register_outputs({"data_dir": self.data_dir})
@@ -150,6 +178,7 @@ class HostTarget(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.ready = [bootstrap]
+            self._tail = bootstrap
         self.docker_provider = docker.Provider(
             f"{name}-docker",
             host=docker_host(target),
@@ -160,6 +189,25 @@ class HostTarget(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
         self.register_outputs({"data_dir": self.data_dir})
+
+    def in_line(self, make: Callable[[pulumi.ResourceOptions], R], opts: pulumi.ResourceOptions) -> R:
+        """Registers a resource that talks to the host (`make(opts)`) behind the previous one.
+
+        Every such resource depends on the one registered before it, so `pulumi up` and `destroy`
+        run them one at a time: Dropbear, DietPi's default SSH server, drops a client's connection
+        while it already has 5 unauthenticated ones (MAX_UNAUTH_PER_IP 5 in default_options.h:281,
+        checked at svr-main.c:294 in Dropbear 2022.83), and Pulumi runs independent resources all
+        at once by default (`--parallel` is unbounded). pulumi-command dials a new connection for
+        every create, update and delete (commandOutputs.go:31 in v1.2.1) and retries a failed dial
+        (connection.go:150-199), but the Docker provider's `ssh` does not retry, and each of its
+        concurrent API calls is a connection of its own.
+        """
+        resource = make(pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._line())))
+        self._tail = resource
+        return resource
+
+    def _line(self) -> list[pulumi.Resource]:
+        return [self._tail] if self._tail is not None else []
 
     def write_file(
         self, name: str, path: str, content: pulumi.Input[str], opts: pulumi.ResourceOptions
@@ -182,16 +230,51 @@ class HostTarget(pulumi.ComponentResource):
             opts,
             pulumi.ResourceOptions(depends_on=self.ready, additional_secret_outputs=["stdout", "stderr"]),
         )
-        common: dict[str, Any] = {
-            "create": write_file_script(path),
-            "delete": remove_file_script(path),
-            "stdin": pulumi.Output.secret(content),
-            "add_previous_output_in_env": False,
-            "opts": merged,
-        }
+        self._written.append(path)
+        return self.in_line(
+            lambda o: self._command(
+                name,
+                create=write_file_script(path),
+                delete=remove_file_script(path),
+                stdin=pulumi.Output.secret(content),
+                opts=o,
+            ),
+            merged,
+        )
+
+    def remove_files_on_move(self, name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+        """A command resource that removes every file written so far when the files move away.
+
+        A `dataDir` (or SSH host) change is an in-place update of each file command: pulumi-command
+        runs the new `create` and never the old `delete` (commandController.go:63-83 in v1.2.1), so
+        the old copies (hashes, DKIM keys, relay password, API token) would stay behind. This
+        resource runs nothing on create or update (no `create`: commandController.go:48-50); its
+        `triggers` hold the location, and a changed trigger replaces it (common/inputs.go:10,
+        `replaceOnChanges`): the engine creates the new one, then deletes the old one, which runs
+        the old state's `delete` with the old connection (commandController.go:86-91) and removes
+        the files from the old location. The file list is part of `delete`, so adding or removing a
+        file only updates this resource's state. Call it after the last `write_file`.
+        """
+        location: list[Any] = [self.data_dir]
+        if self._target.kind == "ssh":
+            location = [self._target.host, self._target.port, self.data_dir]
+        return self.in_line(
+            lambda o: self._command(
+                name,
+                create=None,
+                delete=remove_files_script(self.data_dir, self._written),
+                stdin=None,
+                triggers=location,
+                opts=o,
+            ),
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self.ready)),
+        )
+
+    def _command(self, name: str, **kwargs: Any) -> pulumi.CustomResource:
+        kwargs["add_previous_output_in_env"] = False
         if self.connection is None:
-            return command.local.Command(name, logging=command.local.Logging.NONE, **common)
-        return command.remote.Command(name, connection=self.connection, logging=command.remote.Logging.NONE, **common)
+            return command.local.Command(name, logging=command.local.Logging.NONE, **kwargs)
+        return command.remote.Command(name, connection=self.connection, logging=command.remote.Logging.NONE, **kwargs)
 
 
 def _read_key(path: str) -> str:
