@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shlex
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any, TypeVar
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from config.settings import TargetSettings
 
@@ -159,14 +162,25 @@ class HostTarget(pulumi.ComponentResource):
                 f"pulumi config set --path mailstack:target.hostKey \"$(ssh-keyscan -t ed25519 {target.host} | cut -d' ' -f2-)\"",
                 resource=self,
             )
+        key_text = _read_key(target.private_key_file) if target.private_key_file else None
+        if key_text is not None and agent_holds(key_text):
+            pulumi.log.warn(
+                "target.privateKeyFile: ssh-agent already holds this key, yet its text goes (encrypted) into the state "
+                "of every remote command. Remove it and both SSH clients use the agent: "
+                "pulumi config rm --path 'mailstack:target.privateKeyFile'",
+                resource=self,
+            )
         self.connection = command.remote.ConnectionArgs(
             host=target.host,
             port=target.port,
             user=target.user,
             host_key=target.host_key,
-            # pulumi-command wants the key text; without a key file it uses ssh-agent ($SSH_AUTH_SOCK).
-            # The SDK stores `connection` as a secret.
-            private_key=pulumi.Output.secret(_read_key(target.private_key_file)) if target.private_key_file else None,
+            # pulumi-command wants the key text (connection.go:106-118 in v1.2.1); without it, it
+            # signs with ssh-agent at $SSH_AUTH_SOCK, read when it dials (connection.go:131-145).
+            # `agent_socket_path` is never set: the socket path differs per login session, and as
+            # an input it would be stored and diff on every run. The SDK stores `connection` as a
+            # secret, so the key text is encrypted in each remote command's state.
+            private_key=pulumi.Output.secret(key_text) if key_text is not None else None,
         )
         if target.bootstrap:
             bootstrap = command.remote.Command(
@@ -287,3 +301,35 @@ def _read_key(path: str) -> str:
             f"mailstack:target.privateKeyFile {path}: cannot read the SSH private key ({exc.strerror}). "
             "Set it to an existing key file, or remove it to use ssh-agent."
         ) from None
+
+
+def agent_holds(private_key_text: str) -> bool:
+    """Whether the ssh-agent at $SSH_AUTH_SOCK holds this private key (by its public half)."""
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        return False
+    public = _public_key_line(private_key_text.encode())
+    if public is None:
+        return False
+    try:
+        listed = subprocess.run(["ssh-add", "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    wanted = public.split()[:2]
+    return any(line.split()[:2] == wanted for line in listed.stdout.splitlines())
+
+
+def _public_key_line(data: bytes) -> str | None:
+    """`<type> <base64>` of an unencrypted OpenSSH or PEM private key, else None."""
+    from cryptography.hazmat.primitives import serialization
+
+    loaders: tuple[Any, ...] = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
+    for load in loaders:
+        try:
+            key = load(data, password=None)
+            encoded: bytes = key.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+        return encoded.decode()
+    return None

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from config.errors import Problem, key_path, problem, set_command
 from config.model import Domain, RawSettings
 from config.names import InvalidNameError, is_ip, label_count, normalise_address, split_address, to_ascii, to_dns_name
@@ -593,6 +595,33 @@ def private_key_file(ctx: Context) -> Iterator[Problem]:
             f"'{t.private_key_file}' is not a readable file; name an existing SSH private key, or remove it to use ssh-agent",
             f"pulumi config rm --path '{key_path(['target', 'privateKeyFile'])}'",
         )
+    elif ssh_key_is_encrypted(path.read_bytes()):
+        # pulumi-command parses the key without a passphrase unless privateKeyPassword is given
+        # (provider/pkg/provider/remote/connection.go:106-116 in v1.2.1), which mailstack does not
+        # set: every command would fail. The agent holds the decrypted key instead.
+        yield problem(
+            ["target", "privateKeyFile"],
+            f"'{t.private_key_file}' is protected by a passphrase, which pulumi-command cannot ask for; "
+            f"load it into ssh-agent (ssh-add {t.private_key_file}) and remove privateKeyFile",
+            f"pulumi config rm --path '{key_path(['target', 'privateKeyFile'])}'",
+        )
+
+
+def ssh_key_is_encrypted(data: bytes) -> bool:
+    """True for a passphrase-protected OpenSSH or PEM private key; False otherwise, also for text
+    that is not a key at all (the SSH client reports that one with its own words)."""
+    from cryptography.hazmat.primitives import serialization
+
+    loaders = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
+    for load in loaders:
+        try:
+            load(data, password=None)
+        except TypeError:  # "private key is encrypted" / "password-protected"
+            return True
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        return False
+    return False
 
 
 def _safe_ascii(name: str | None) -> str | None:
