@@ -197,8 +197,13 @@ class HostTarget(pulumi.ComponentResource):
             f"{name}-docker",
             host=docker_host(target),
             ssh_opts=ssh_options(target),
-            # On a fresh host Docker does not exist until the bootstrap ran; the provider would fail
-            # its start-up ping during preview. Resources using it depend on the bootstrap instead.
+            # The provider does not connect when it starts: configure() only stores the settings
+            # (internal/provider/provider.go:201-250 in kreuzwerker/terraform-provider-docker
+            # v4.5.0, the upstream of pulumi-docker 5.x), and the client with its `_ping` is made
+            # by the first Docker resource operation (MakeClient, config.go:116-206, ping at :196);
+            # no resource has a CustomizeDiff, so a preview of new resources never connects. Every
+            # Docker resource runs after the bootstrap, so the ping would pass; the check stays
+            # off because a changed provider input would show as a provider diff on every stack.
             disable_docker_daemon_check=True if target.bootstrap else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
