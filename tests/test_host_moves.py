@@ -194,8 +194,8 @@ def test_remove_files_script_removes_only_the_files_and_empty_directories(tmp_pa
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX shell")
-def test_on_main_the_old_files_stayed(tmp_path: Path) -> None:
-    """Without the cleanup resource (what main did), the same move leaves every secret behind."""
+def test_without_the_cleanup_the_old_files_stay(tmp_path: Path) -> None:
+    """Without the files-on-move command (the program before it), the same move leaves every secret behind."""
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
     first = _evaluate(local_prod(old_dir))
     second = _evaluate(local_prod(new_dir))
