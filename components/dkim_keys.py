@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
+from config.names import legacy_selector_domain_id, selector_domain_id
 from config.settings import DomainSettings
 
 DkimId = tuple[str, str]
@@ -40,15 +41,38 @@ class DkimKeys(pulumi.ComponentResource):
         self.public_keys = {}
         self.private_keys = {}
         self.active = tuple((d.name, d.dkim.selector) for d in args.domains)
-        for domain in args.domains:
-            for selector in (domain.dkim.selector, *domain.dkim.retired):
-                # The logical name is the key's identity: changing bits replaces only that key.
-                key = tls.PrivateKey(
-                    f"{name}-{selector}-{domain.name}",
-                    algorithm="RSA",
-                    rsa_bits=domain.dkim.bits,
-                    opts=child,
-                )
-                self.public_keys[(domain.name, selector)] = key.public_key_pem
-                self.private_keys[(domain.name, selector)] = pulumi.Output.secret(key.private_key_pem)
+        pairs = [(d, s) for d in args.domains for s in (d.dkim.selector, *d.dkim.retired)]
+        aliases = legacy_aliases(name, [(d.name, s) for d, s in pairs])
+        for domain, selector in pairs:
+            # The logical name is the key's identity: changing bits replaces only that key.
+            key = tls.PrivateKey(
+                f"{name}-{selector_domain_id(selector, domain.name)}",
+                algorithm="RSA",
+                rsa_bits=domain.dkim.bits,
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(aliases=aliases.get((domain.name, selector)))
+                ),
+            )
+            self.public_keys[(domain.name, selector)] = key.public_key_pem
+            self.private_keys[(domain.name, selector)] = pulumi.Output.secret(key.private_key_pem)
         self.register_outputs({f"{d}/{s}": pub for (d, s), pub in self.public_keys.items()})
+
+
+def legacy_aliases(prefix: str, ids: list[DkimId]) -> dict[DkimId, list[pulumi.Alias]]:
+    """Aliases from the names resources had before `selector_domain_id` (a `-` in the selector).
+
+    Only where the old name is not some other resource's current name: two resources claiming one
+    state entry is an engine error, and a config whose old names collided could not have been
+    deployed, so there is no state to keep.
+
+    Args:
+        prefix: the resource-name prefix (`<component>` or `<component>-dkim`).
+        ids: every (domain, selector) named with this prefix.
+    """
+    current = {f"{prefix}-{selector_domain_id(s, d)}" for d, s in ids}
+    out: dict[DkimId, list[pulumi.Alias]] = {}
+    for domain, selector in ids:
+        old = f"{prefix}-{legacy_selector_domain_id(selector, domain)}"
+        if old not in current:
+            out[(domain, selector)] = [pulumi.Alias(name=old)]
+    return out

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shlex
+import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from config.settings import TargetSettings
 
 BOOTSTRAP_SCRIPT = Path(__file__).parent / "scripts" / "bootstrap.sh"
+R = TypeVar("R", bound=pulumi.Resource)
 
 # A host key pins both SSH clients. pulumi-command takes it directly (`host_key`). The Docker
 # provider runs the local `ssh` binary, which only reads known_hosts files; instead of writing one
 # (a side effect outside Pulumi's state), OpenSSH >= 8.5's KnownHostsCommand supplies the pinned key
 # on its command line (`%H` is the known_hosts name ssh looks up, `[host]:port` off port 22), the
 # real known_hosts files are ignored, and HostKeyAlgorithms makes the server present that key type.
+# RSA and DSA pins are refused by config.checks.target: pulumi-command can check them only with
+# SHA-1 signatures, which current servers no longer offer.
 _HOST_KEY_ALGORITHMS = {
     "ssh-ed25519": "ssh-ed25519",
-    "ssh-rsa": "rsa-sha2-512,rsa-sha2-256",
-    "ssh-dss": "ssh-dss",
     "ecdsa-sha2-nistp256": "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384": "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521": "ecdsa-sha2-nistp521",
@@ -85,6 +90,29 @@ def remove_file_script(path: str) -> str:
     return f"rm -f {shlex.quote(path)}"
 
 
+def remove_files_script(data_dir: str, paths: Sequence[str]) -> str:
+    """Shell that removes `paths` (mailstack's files under `data_dir`) and the directories they
+    leave empty, up to `data_dir` itself; anything else in those directories stays."""
+    q = shlex.quote
+    dirs: set[str] = set()
+    for path in paths:
+        parent = posixpath.dirname(path)
+        while parent.startswith(f"{data_dir}/") or parent == data_dir:
+            dirs.add(parent)
+            if parent == data_dir:
+                break
+            parent = posixpath.dirname(parent)
+    # Deepest first, so a parent is tried after its children; rmdir fails (ignored) on a non-empty one.
+    ordered = sorted(dirs, key=lambda d: (-d.count("/"), d))
+    return "; ".join(
+        [
+            f"rm -f -- {' '.join(q(p) for p in sorted(paths))}",
+            *(f"rmdir -- {q(d)} 2>/dev/null" for d in ordered),
+            "true",
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class HostTargetArgs:
     target: TargetSettings
@@ -118,6 +146,9 @@ class HostTarget(pulumi.ComponentResource):
         self.data_dir = target.data_dir
         self.ready = []
         self.connection = None
+        self._target = target
+        self._tail: pulumi.Resource | None = None
+        self._written: list[str] = []
         if target.kind == "local":
             self.docker_provider = docker.Provider(f"{name}-docker", opts=pulumi.ResourceOptions(parent=self))
             self.register_outputs({"data_dir": self.data_dir})
@@ -131,14 +162,25 @@ class HostTarget(pulumi.ComponentResource):
                 f"pulumi config set --path mailstack:target.hostKey \"$(ssh-keyscan -t ed25519 {target.host} | cut -d' ' -f2-)\"",
                 resource=self,
             )
+        key_text = _read_key(target.private_key_file) if target.private_key_file else None
+        if key_text is not None and agent_holds(key_text):
+            pulumi.log.warn(
+                "target.privateKeyFile: ssh-agent already holds this key, yet its text goes (encrypted) into the state "
+                "of every remote command. Remove it and both SSH clients use the agent: "
+                "pulumi config rm --path 'mailstack:target.privateKeyFile'",
+                resource=self,
+            )
         self.connection = command.remote.ConnectionArgs(
             host=target.host,
             port=target.port,
             user=target.user,
             host_key=target.host_key,
-            # pulumi-command wants the key text; without a key file it uses ssh-agent ($SSH_AUTH_SOCK).
-            # The SDK stores `connection` as a secret.
-            private_key=pulumi.Output.secret(_read_key(target.private_key_file)) if target.private_key_file else None,
+            # pulumi-command wants the key text (connection.go:106-118 in v1.2.1); without it, it
+            # signs with ssh-agent at $SSH_AUTH_SOCK, read when it dials (connection.go:131-145).
+            # `agent_socket_path` is never set: the socket path differs per login session, and as
+            # an input it would be stored and diff on every run. The SDK stores `connection` as a
+            # secret, so the key text is encrypted in each remote command's state.
+            private_key=pulumi.Output.secret(key_text) if key_text is not None else None,
         )
         if target.bootstrap:
             bootstrap = command.remote.Command(
@@ -150,16 +192,41 @@ class HostTarget(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.ready = [bootstrap]
+            self._tail = bootstrap
         self.docker_provider = docker.Provider(
             f"{name}-docker",
             host=docker_host(target),
             ssh_opts=ssh_options(target),
-            # On a fresh host Docker does not exist until the bootstrap ran; the provider would fail
-            # its start-up ping during preview. Resources using it depend on the bootstrap instead.
+            # The provider does not connect when it starts: configure() only stores the settings
+            # (internal/provider/provider.go:201-250 in kreuzwerker/terraform-provider-docker
+            # v4.5.0, the upstream of pulumi-docker 5.x), and the client with its `_ping` is made
+            # by the first Docker resource operation (MakeClient, config.go:116-206, ping at :196);
+            # no resource has a CustomizeDiff, so a preview of new resources never connects. Every
+            # Docker resource runs after the bootstrap, so the ping would pass; the check stays
+            # off because a changed provider input would show as a provider diff on every stack.
             disable_docker_daemon_check=True if target.bootstrap else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
         self.register_outputs({"data_dir": self.data_dir})
+
+    def in_line(self, make: Callable[[pulumi.ResourceOptions], R], opts: pulumi.ResourceOptions) -> R:
+        """Registers a resource that talks to the host (`make(opts)`) behind the previous one.
+
+        Every such resource depends on the one registered before it, so `pulumi up` and `destroy`
+        run them one at a time: Dropbear, DietPi's default SSH server, drops a client's connection
+        while it already has 5 unauthenticated ones (MAX_UNAUTH_PER_IP 5 in default_options.h:281,
+        checked at svr-main.c:294 in Dropbear 2022.83), and Pulumi runs independent resources all
+        at once by default (`--parallel` is unbounded). pulumi-command dials a new connection for
+        every create, update and delete (commandOutputs.go:31 in v1.2.1) and retries a failed dial
+        (connection.go:150-199), but the Docker provider's `ssh` does not retry, and each of its
+        concurrent API calls is a connection of its own.
+        """
+        resource = make(pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._line())))
+        self._tail = resource
+        return resource
+
+    def _line(self) -> list[pulumi.Resource]:
+        return [self._tail] if self._tail is not None else []
 
     def write_file(
         self, name: str, path: str, content: pulumi.Input[str], opts: pulumi.ResourceOptions
@@ -182,16 +249,51 @@ class HostTarget(pulumi.ComponentResource):
             opts,
             pulumi.ResourceOptions(depends_on=self.ready, additional_secret_outputs=["stdout", "stderr"]),
         )
-        common: dict[str, Any] = {
-            "create": write_file_script(path),
-            "delete": remove_file_script(path),
-            "stdin": pulumi.Output.secret(content),
-            "add_previous_output_in_env": False,
-            "opts": merged,
-        }
+        self._written.append(path)
+        return self.in_line(
+            lambda o: self._command(
+                name,
+                create=write_file_script(path),
+                delete=remove_file_script(path),
+                stdin=pulumi.Output.secret(content),
+                opts=o,
+            ),
+            merged,
+        )
+
+    def remove_files_on_move(self, name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+        """A command resource that removes every file written so far when the files move away.
+
+        A `dataDir` (or SSH host) change is an in-place update of each file command: pulumi-command
+        runs the new `create` and never the old `delete` (commandController.go:63-83 in v1.2.1), so
+        the old copies (hashes, DKIM keys, relay password, API token) would stay behind. This
+        resource runs nothing on create or update (no `create`: commandController.go:48-50); its
+        `triggers` hold the location, and a changed trigger replaces it (common/inputs.go:10,
+        `replaceOnChanges`): the engine creates the new one, then deletes the old one, which runs
+        the old state's `delete` with the old connection (commandController.go:86-91) and removes
+        the files from the old location. The file list is part of `delete`, so adding or removing a
+        file only updates this resource's state. Call it after the last `write_file`.
+        """
+        location: list[Any] = [self.data_dir]
+        if self._target.kind == "ssh":
+            location = [self._target.host, self._target.port, self.data_dir]
+        return self.in_line(
+            lambda o: self._command(
+                name,
+                create=None,
+                delete=remove_files_script(self.data_dir, self._written),
+                stdin=None,
+                triggers=location,
+                opts=o,
+            ),
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self.ready)),
+        )
+
+    def _command(self, name: str, **kwargs: Any) -> pulumi.CustomResource:
+        kwargs["add_previous_output_in_env"] = False
         if self.connection is None:
-            return command.local.Command(name, logging=command.local.Logging.NONE, **common)
-        return command.remote.Command(name, connection=self.connection, logging=command.remote.Logging.NONE, **common)
+            return command.local.Command(name, logging=command.local.Logging.NONE, **kwargs)
+        return command.remote.Command(name, connection=self.connection, logging=command.remote.Logging.NONE, **kwargs)
 
 
 def _read_key(path: str) -> str:
@@ -204,3 +306,35 @@ def _read_key(path: str) -> str:
             f"mailstack:target.privateKeyFile {path}: cannot read the SSH private key ({exc.strerror}). "
             "Set it to an existing key file, or remove it to use ssh-agent."
         ) from None
+
+
+def agent_holds(private_key_text: str) -> bool:
+    """Whether the ssh-agent at $SSH_AUTH_SOCK holds this private key (by its public half)."""
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        return False
+    public = _public_key_line(private_key_text.encode())
+    if public is None:
+        return False
+    try:
+        listed = subprocess.run(["ssh-add", "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    wanted = public.split()[:2]
+    return any(line.split()[:2] == wanted for line in listed.stdout.splitlines())
+
+
+def _public_key_line(data: bytes) -> str | None:
+    """`<type> <base64>` of an unencrypted OpenSSH or PEM private key, else None."""
+    from cryptography.hazmat.primitives import serialization
+
+    loaders: tuple[Any, ...] = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
+    for load in loaders:
+        try:
+            key = load(data, password=None)
+            encoded: bytes = key.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+        return encoded.decode()
+    return None

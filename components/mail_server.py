@@ -9,11 +9,12 @@ import pulumi_docker as docker
 
 from components import docker_spec
 from components.accounts import Accounts
-from components.dkim_keys import DkimKeys
+from components.dkim_keys import DkimKeys, legacy_aliases
 from components.host_target import HostTarget
 from components.tls import Tls, TlsArgs
 from config import containers, dms_files
 from config.dms_files import DkimSigner
+from config.names import selector_domain_id
 from config.settings import MailSettings
 
 
@@ -75,11 +76,15 @@ class MailServer(pulumi.ComponentResource):
         for path, text in signer_texts.items():
             files.append(write(_role(path), path, text))
         public_keys: dict[str, pulumi.Output[str]] = {}
+        key_aliases = legacy_aliases(f"{name}-dkim", [(s.domain, s.selector) for s in signers])
         for signer in signers:
             path = dms_files.key_path(settings.profile, signer)
             files.append(
-                write(
-                    f"dkim-{signer.selector}-{signer.domain}", path, dkim.private_keys[(signer.domain, signer.selector)]
+                host.write_file(
+                    f"{name}-dkim-{selector_domain_id(signer.selector, signer.domain)}",
+                    f"{config_dir}/{path}",
+                    dkim.private_keys[(signer.domain, signer.selector)],
+                    pulumi.ResourceOptions(parent=self, aliases=key_aliases.get((signer.domain, signer.selector))),
                 )
             )
             public_keys[path] = dkim.public_keys[(signer.domain, signer.selector)]
@@ -89,31 +94,38 @@ class MailServer(pulumi.ComponentResource):
 
         tls = Tls(f"{name}-tls", TlsArgs(settings=settings, host=host), opts=child)
 
+        # Every Docker resource is registered through `host.in_line`: one operation on the host at a
+        # time (HostTarget.in_line: Dropbear's limit on unauthenticated connections).
         docker_opts = pulumi.ResourceOptions(parent=self, provider=host.docker_provider, depends_on=host.ready)
         spec = containers.mail_container(settings, signer_fingerprint=signer_fingerprint)
-        image = docker_spec.image(f"{name}-image", spec, docker_opts)
-        volumes = {
-            role: docker.Volume(
-                f"{name}-{role}",
-                name=containers.volume_name(settings, role),
-                opts=pulumi.ResourceOptions.merge(
+        image = host.in_line(lambda o: docker_spec.image(f"{name}-image", spec, o), docker_opts)
+
+        def volume(role: str) -> docker.Volume:
+            return host.in_line(
+                lambda o: docker.Volume(f"{name}-{role}", name=containers.volume_name(settings, role), opts=o),
+                pulumi.ResourceOptions.merge(
                     volume_options(self, host.docker_provider), pulumi.ResourceOptions(depends_on=host.ready)
                 ),
             )
-            for role, _ in containers.VOLUMES
-        }
-        container = docker_spec.container(
-            f"{name}-container",
-            spec,
-            image_id=image.image_id,
-            volumes={containers.volume_name(settings, role): volume.name for role, volume in volumes.items()},
-            opts=pulumi.ResourceOptions.merge(
+
+        volumes = {role: volume(role) for role, _ in containers.VOLUMES}
+        container = host.in_line(
+            lambda o: docker_spec.container(
+                f"{name}-container",
+                spec,
+                image_id=image.image_id,
+                volumes={containers.volume_name(settings, role): volume.name for role, volume in volumes.items()},
+                opts=o,
+            ),
+            pulumi.ResourceOptions.merge(
                 docker_opts,
                 pulumi.ResourceOptions(
                     depends_on=[*files, *tls.ready],
                     # Fixed name and host ports: the old container must be gone before the new one
-                    # starts (pulumi-docker#1356). The provider neither replaces nor updates on a
-                    # healthcheck change, hence replace_on_changes.
+                    # starts. pulumi-docker sets DeleteBeforeReplace for containers itself
+                    # (provider/resources.go:114 in v5.1.0); saying so here keeps it explicit. The
+                    # provider neither replaces nor updates on a healthcheck change, hence
+                    # replace_on_changes.
                     delete_before_replace=True,
                     replace_on_changes=["healthcheck"],
                 ),
@@ -121,12 +133,17 @@ class MailServer(pulumi.ComponentResource):
         )
         watchtower = containers.watchtower_container(settings)
         if watchtower is not None:
-            docker_spec.container(
-                f"{name}-watchtower",
-                watchtower,
-                image_id=docker_spec.image(f"{name}-watchtower-image", watchtower, docker_opts).image_id,
-                opts=pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(delete_before_replace=True)),
+            watchtower_image = host.in_line(
+                lambda o: docker_spec.image(f"{name}-watchtower-image", watchtower, o), docker_opts
             )
+            host.in_line(
+                lambda o: docker_spec.container(
+                    f"{name}-watchtower", watchtower, image_id=watchtower_image.image_id, opts=o
+                ),
+                pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(delete_before_replace=True)),
+            )
+        # Last: it must know every file written on the host (HostTarget.remove_files_on_move).
+        host.remove_files_on_move(f"{name}-files-on-move", child)
 
         self.container_name = container.name
         self.register_outputs({"container_name": self.container_name})

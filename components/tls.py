@@ -74,7 +74,7 @@ class Tls(pulumi.ComponentResource):
         child: pulumi.ResourceOptions,
     ) -> pulumi.Resource:
         docker_opts = pulumi.ResourceOptions(parent=self, provider=host.docker_provider, depends_on=host.ready)
-        image = docker_spec.image(f"{name}-certbot-image", spec, docker_opts)
+        image = host.in_line(lambda o: docker_spec.image(f"{name}-certbot-image", spec, o), docker_opts)
         files: list[pulumi.Resource] = []
         credentials_file = containers.cloudflare_credentials_file(settings)
         if credentials_file is not None:
@@ -87,11 +87,9 @@ class Tls(pulumi.ComponentResource):
                     child,
                 )
             )
-        return docker_spec.container(
-            f"{name}-certbot",
-            spec,
-            image_id=image.image_id,
-            opts=pulumi.ResourceOptions.merge(
+        return host.in_line(
+            lambda o: docker_spec.container(f"{name}-certbot", spec, image_id=image.image_id, opts=o),
+            pulumi.ResourceOptions.merge(
                 docker_opts,
                 pulumi.ResourceOptions(
                     depends_on=files,

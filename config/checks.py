@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from config.errors import Problem, key_path, problem, set_command
 from config.model import Domain, RawSettings
 from config.names import InvalidNameError, is_ip, label_count, normalise_address, split_address, to_ascii, to_dns_name
@@ -53,6 +55,7 @@ _SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-
 _FO = re.compile(r"^[01ds](:[01ds])*$")  # RFC 7489 §6.3 fo tag
 _CF_ZONE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SSH_HOST_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}$")
+_SHA1_ONLY_HOST_KEYS = ("ssh-rsa", "ssh-dss")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 CF_TOKEN_KEY = "cloudflare:apiToken"
 KeyPath = list[str | int]
@@ -539,8 +542,33 @@ def target(ctx: Context) -> Iterator[Problem]:
             "is not an SSH public key in authorized_keys form ('ssh-ed25519 AAAA…'); read it with ssh-keyscan",
             value="'ssh-ed25519 AAAA...'",
         )
+    elif t.host_key is not None and t.host_key.split()[0] in _SHA1_ONLY_HOST_KEYS:
+        # pulumi-command offers exactly the pin's key type as its only host-key algorithm
+        # (provider/pkg/provider/remote/connection.go:93-94 in v1.2.1: `HostKeyAlgorithms =
+        # []string{publicKey.Type()}`), and golang.org/x/crypto sends that list unchanged
+        # (ssh/handshake.go:546 in v0.48.0), so an RSA pin offers only `ssh-rsa`, the SHA-1
+        # signature. OpenSSH >= 8.8 and Dropbear >= 2025.87 (src/default_options.h:142,
+        # DROPBEAR_RSA_SHA1 0) no longer offer it: every connection would fail key exchange.
+        # DSA keys are gone from both servers altogether.
+        port = f"-p {t.port} " if t.port != 22 else ""
+        yield problem(
+            ["target", "hostKey"],
+            f"is an {t.host_key.split()[0]} key: pulumi-command can verify it only with SHA-1 signatures, which "
+            "OpenSSH 8.8+ and current Dropbear refuse; pin the host's ed25519 (or ECDSA) key instead",
+            f"pulumi config set --path 'mailstack:target.hostKey' "
+            f"\"$(ssh-keyscan -t ed25519 {port}{t.host or '<host>'} | cut -d' ' -f2-)\"",
+        )
     if t.data_dir is not None and not (t.data_dir.startswith("/") or t.data_dir.startswith("~/")):
         yield problem(["target", "dataDir"], f"'{t.data_dir}' must be an absolute path", value="/opt/mailstack")
+    elif t.kind == "ssh" and t.data_dir is not None and t.data_dir.startswith("~/"):
+        # `~` would be expanded on the machine running Pulumi (config/load.py), giving the
+        # operator's home directory, which rarely exists on the mail host.
+        yield problem(
+            ["target", "dataDir"],
+            f"'{t.data_dir}' would expand to this machine's home directory, not one on {t.host or 'the SSH host'}; "
+            "give the absolute path on the host",
+            value="/mnt/dietpi_userdata/mailstack",
+        )
     if ctx.ok("publicIPv6") and ctx.settings.public_ipv6 is not None and not t.docker_ipv6:
         yield problem(
             ["publicIPv6"],
@@ -567,6 +595,33 @@ def private_key_file(ctx: Context) -> Iterator[Problem]:
             f"'{t.private_key_file}' is not a readable file; name an existing SSH private key, or remove it to use ssh-agent",
             f"pulumi config rm --path '{key_path(['target', 'privateKeyFile'])}'",
         )
+    elif ssh_key_is_encrypted(path.read_bytes()):
+        # pulumi-command parses the key without a passphrase unless privateKeyPassword is given
+        # (provider/pkg/provider/remote/connection.go:106-116 in v1.2.1), which mailstack does not
+        # set: every command would fail. The agent holds the decrypted key instead.
+        yield problem(
+            ["target", "privateKeyFile"],
+            f"'{t.private_key_file}' is protected by a passphrase, which pulumi-command cannot ask for; "
+            f"load it into ssh-agent (ssh-add {t.private_key_file}) and remove privateKeyFile",
+            f"pulumi config rm --path '{key_path(['target', 'privateKeyFile'])}'",
+        )
+
+
+def ssh_key_is_encrypted(data: bytes) -> bool:
+    """True for a passphrase-protected OpenSSH or PEM private key; False otherwise, also for text
+    that is not a key at all (the SSH client reports that one with its own words)."""
+    from cryptography.hazmat.primitives import serialization
+
+    loaders = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
+    for load in loaders:
+        try:
+            load(data, password=None)
+        except TypeError:  # "private key is encrypted" / "password-protected"
+            return True
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        return False
+    return False
 
 
 def _safe_ascii(name: str | None) -> str | None:

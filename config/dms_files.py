@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from config.names import selector_domain_id
 from config.settings import AccountSettings, AliasSettings, RelaySettings
 
 CONTAINER_CONFIG_DIR = "/tmp/docker-mailserver"
@@ -111,8 +112,14 @@ def opendkim_key_path(signer: DkimSigner) -> str:
 
 
 def rspamd_key_path(signer: DkimSigner) -> str:
-    """Key file, relative to the config dir (the name DMS's `rspamd-dkim` gives an RSA key)."""
-    return f"rspamd/dkim/rsa-{signer.bits}-{signer.selector}-{signer.domain}.private.txt"
+    """Key file, relative to the config dir (the name DMS's `rspamd-dkim` gives an RSA key).
+
+    DMS's `rsa-<bits>-<selector>-<domain>` would give two signers the same file (selector `a-b` on
+    `c.com`, selector `a` on `b-c.com`), one key overwriting the other; a `-` in the selector is
+    doubled (config.names.selector_domain_id), which leaves every dash-free selector's path as DMS
+    names it.
+    """
+    return f"rspamd/dkim/rsa-{signer.bits}-{selector_domain_id(signer.selector, signer.domain)}.private.txt"
 
 
 def key_path(profile: Profile, signer: DkimSigner) -> str:

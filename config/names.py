@@ -100,3 +100,20 @@ def is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def selector_domain_id(selector: str, domain: str) -> str:
+    """`<selector>-<domain>` with every `-` of the selector doubled: an injective name part.
+
+    Plain `f"{selector}-{domain}"` gives `a-b-c.com` for selector `a-b` on `c.com` and for selector
+    `a` on `b-c.com`. A selector never ends with `-` and a domain never starts with one (RFC 1035
+    §2.3.1 labels, enforced by the selector check and IDNA), so the single `-` after the escaped
+    selector is the separator and the pair can be read back. Selectors without `-` (`mail`,
+    `s2026`) keep the name they always had.
+    """
+    return f"{selector.replace('-', '--')}-{domain}"
+
+
+def legacy_selector_domain_id(selector: str, domain: str) -> str:
+    """The name part used before `selector_domain_id`; kept only to alias existing resources."""
+    return f"{selector}-{domain}"

@@ -58,7 +58,11 @@ def written_files(run: RunResult) -> dict[str, str]:
     """Path under the config dir → text, for every file the MailServer writes there."""
     out: dict[str, str] = {}
     for r in run.resources:
-        if r.type.startswith("command:") and r.name.startswith("mail-") and "/config/" in r.plain_inputs["create"]:
+        if (
+            r.type.startswith("command:")
+            and r.name.startswith("mail-")
+            and "/config/" in r.plain_inputs.get("create", "")
+        ):
             path = r.plain_inputs["create"].rsplit(" ", 1)[1].split("/config/", 1)[1]
             out[path] = plain(r.inputs["stdin"])
     return out

@@ -59,9 +59,9 @@ def test_ssh_options_pin_the_host_key_without_writing_known_hosts() -> None:
     ]
 
 
-def test_ssh_options_rsa_key_allows_the_rsa_sha2_signatures() -> None:
-    target = TargetSettings(kind="ssh", data_dir="/srv", host="h", host_key="ssh-rsa AAAAB3NzaC1yc2E=")
-    assert ssh_options(target)[-1] == "HostKeyAlgorithms=rsa-sha2-512,rsa-sha2-256"
+def test_ssh_options_ecdsa_pin_asks_for_that_key_type() -> None:
+    target = TargetSettings(kind="ssh", data_dir="/srv", host="h", host_key="ecdsa-sha2-nistp256 AAAAE2VjZHNh")
+    assert ssh_options(target)[-1] == "HostKeyAlgorithms=ecdsa-sha2-nistp256"
 
 
 def test_ssh_options_without_key_or_pin() -> None:

@@ -121,7 +121,11 @@ def expected_fingerprint(run: RunResult, profile: str, signers: list[DkimSigner]
 
 
 def file_commands(run: RunResult) -> list[Registration]:
-    return [r for r in run.resources if r.type.startswith("command:") and r.name != "host-bootstrap"]
+    return [
+        r
+        for r in run.resources
+        if r.type.startswith("command:") and r.name not in ("host-bootstrap", "mail-files-on-move")
+    ]
 
 
 # --- exact container inputs ----------------------------------------------------------------------

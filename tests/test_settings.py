@@ -496,6 +496,42 @@ INVALID = [
         id="ssh-bad-host-key",
     ),
     pytest.param(
+        {"mailstack:target": {"kind": "ssh", "host": "pi.lan", "port": 2222, "hostKey": "ssh-rsa AAAAB3NzaC1yc2E="}},
+        (),
+        [
+            (
+                "mailstack:target.hostKey",
+                "is an ssh-rsa key: pulumi-command can verify it only with SHA-1 signatures, which OpenSSH 8.8+ and "
+                "current Dropbear refuse; pin the host's ed25519 (or ECDSA) key instead",
+            )
+        ],
+        id="ssh-rsa-host-key",
+    ),
+    pytest.param(
+        {"mailstack:target": {"kind": "ssh", "host": "pi.lan", "hostKey": "ssh-dss AAAAB3NzaC1kc3M="}},
+        (),
+        [
+            (
+                "mailstack:target.hostKey",
+                "is an ssh-dss key: pulumi-command can verify it only with SHA-1 signatures, which OpenSSH 8.8+ and "
+                "current Dropbear refuse; pin the host's ed25519 (or ECDSA) key instead",
+            )
+        ],
+        id="ssh-dss-host-key",
+    ),
+    pytest.param(
+        {"mailstack:target": {"kind": "ssh", "host": "pi.lan", "dataDir": "~/mailstack"}},
+        (),
+        [
+            (
+                "mailstack:target.dataDir",
+                "'~/mailstack' would expand to this machine's home directory, not one on pi.lan; "
+                "give the absolute path on the host",
+            )
+        ],
+        id="ssh-data-dir-in-local-home",
+    ),
+    pytest.param(
         {"mailstack:target": {"kind": "ssh", "host": "pi.lan", "dataDir": "mailstack"}},
         (),
         [("mailstack:target.dataDir", "'mailstack' must be an absolute path")],
@@ -689,6 +725,24 @@ def test_error_message_lists_every_problem_with_key_and_fix() -> None:
         "- mailstack:env.SSL_TYPE: SSL_TYPE is managed by mailstack; set it through its mailstack key instead\n"
         "    fix: pulumi config rm --path 'mailstack:env.SSL_TYPE'"
     )
+
+
+def test_rsa_host_key_fix_reads_the_ed25519_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(
+            {"mailstack:target": {"kind": "ssh", "host": "pi.lan", "port": 2222, "hostKey": "ssh-rsa AAAAB3NzaC1yc2E="}}
+        )
+    assert [p.fix for p in info.value.problems] == [
+        "pulumi config set --path 'mailstack:target.hostKey' \"$(ssh-keyscan -t ed25519 -p 2222 pi.lan | cut -d' ' -f2-)\""
+    ]
+
+
+def test_ecdsa_host_key_and_local_home_data_dir_are_accepted() -> None:
+    ssh = load({"mailstack:target": {"kind": "ssh", "host": "pi.lan", "hostKey": "ecdsa-sha2-nistp256 AAAAE2VjZHNh"}})
+    assert ssh.target.host_key == "ecdsa-sha2-nistp256 AAAAE2VjZHNh"
+    # On the local target `~` is this machine's home, which is where the engine runs.
+    local = load({"mailstack:target": {"kind": "local", "dataDir": "~/mail"}})
+    assert local.target.data_dir == "/home/u/mail"
 
 
 def test_plaintext_password_fix_uses_secret_path_command() -> None:
