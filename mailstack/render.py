@@ -494,6 +494,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         err.print(f"[red]error:[/red] cannot write {escape(str(args.out))}: {escape(str(exc))}")
         return EXIT_IO
     _report(out, rendering, stack, args.out)
+    for warning in settings.warnings:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning.render()[2:])}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

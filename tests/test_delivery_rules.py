@@ -362,3 +362,16 @@ def test_sibling_subdomains_under_a_stack_domain_share_an_organization() -> None
         "a.example.org._report._dmarc.b.example.org"
     ]
     assert "a.example.org._report._dmarc.b.example.org" in [r.name for r in static_records(without_apex)]
+
+
+def test_the_pulumi_program_logs_each_warning(dev_config: dict[str, str]) -> None:
+    """Under the mock runtime: the dev stack deploys, and `pulumi up` shows the loopback note as a warning."""
+    from tests.harness import run_program
+
+    result = run_program(dev_config)
+    assert result.error is None, result.error
+    assert [m for m in result.logs if m.startswith("mailstack: mailstack:publicIPv4")] == [
+        "mailstack: mailstack:publicIPv4: 127.0.0.1 is a loopback address (127.0.0.0/8, RFC 1122): fine for a test "
+        "stack, but the zone file publishes it as the address of mail.example.test, where no other mail server can "
+        "reach it\n    fix: pulumi config set 'mailstack:publicIPv4' <the server's public address>"
+    ]
