@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
+from config.dms_env import external_forwards
 from config.errors import Problem, problem, rm_command, set_command
 from config.names import InvalidNameError, normalise_address
 from config.records import host_address_records, spf_text
@@ -174,6 +175,18 @@ def spf_junk_needs_spam_folder(settings: MailSettings) -> Iterator[Problem]:
         )
 
 
+def srs_for_forwards(settings: MailSettings) -> Iterator[Problem]:
+    """Forwarding outside the stack without SRS fails SPF at the destination (see config/dms_env.srs_env)."""
+    forwards = external_forwards(settings)
+    if forwards and ("ENABLE_SRS", "0") in settings.env:
+        yield problem(
+            ["env", "ENABLE_SRS"],
+            f"is 0, but aliases forward to {', '.join(forwards)} outside the stack's domains: without SRS the "
+            "forwarded mail keeps its sender's envelope address and fails SPF at the destination",
+            rm_command(["env", "ENABLE_SRS"]),
+        )
+
+
 def ri_warning(settings: MailSettings) -> Iterator[Problem]:
     for domain in settings.domains:
         if domain.dmarc.ri is not None:
@@ -186,5 +199,5 @@ def ri_warning(settings: MailSettings) -> Iterator[Problem]:
             )
 
 
-ALL = (public_addresses, report_mailboxes, relay_spf, removed_dmarc_tags, spf_junk_needs_spam_folder)
+ALL = (public_addresses, report_mailboxes, relay_spf, removed_dmarc_tags, spf_junk_needs_spam_folder, srs_for_forwards)
 WARNINGS = (public_addresses_warning, ri_warning)

@@ -288,8 +288,12 @@ def _dms_config_files(settings: MailSettings, state: StackState) -> tuple[list[O
             dms_files.accounts_file(zip([a for a, _ in passwords], hashes, strict=True)),
             secret=True,
         ),
-        OutputFile(f"{CONFIG_DIR}/{dms_files.VIRTUAL}", dms_files.virtual_file(settings.aliases)),
+        OutputFile(f"{CONFIG_DIR}/{dms_files.VIRTUAL}", dms_files.virtual_file(settings.aliases, settings.accounts)),
         OutputFile(f"{CONFIG_DIR}/{dms_files.QUOTAS}", dms_files.quotas_file(settings.accounts)),
+    ]
+    out += [
+        OutputFile(f"{CONFIG_DIR}/{path}", text)
+        for path, text in dms_files.inbound_files(settings.profile, settings.spf_fail).items()
     ]
     if settings.relay is not None:
         out.append(

@@ -11,7 +11,8 @@ import checkdmarc.utils
 import dns.resolver
 import pytest
 
-from config import ConfigError, MailSettings, load_settings
+from config import ConfigError, MailSettings, containers, dms_files, load_settings
+from config.dms_env import dms_env
 from config.records import dmarc_text, mail_records, report_authorization_records, static_records
 from config.zonefile import render_zone_files
 from tests.conftest import DEV_STACK, require_tool
@@ -375,3 +376,176 @@ def test_the_pulumi_program_logs_each_warning(dev_config: dict[str, str]) -> Non
         "stack, but the zone file publishes it as the address of mail.example.test, where no other mail server can "
         "reach it\n    fix: pulumi config set 'mailstack:publicIPv4' <the server's public address>"
     ]
+
+
+# -- builders: virtual file, SRS, inbound.spfFail ------------------------------------------------
+
+
+def test_virtual_file_gives_each_account_of_a_catch_all_domain_an_identity_line() -> None:
+    settings = load(
+        {
+            "mailstack:domains": {"example.org": {}, "another.org": {}},
+            "mailstack:accounts": {"me@example.org": {}, "bob@example.org": {}, "me@another.org": {}},
+            "mailstack:aliases": {"@example.org": "me@example.org", "sales@example.org": "bob@example.org"},
+        }
+    )
+    assert dms_files.virtual_file(settings.aliases, settings.accounts) == dms_files.HEADER + (
+        "sales@example.org bob@example.org\n"
+        "# accounts of catch-all domains keep their own mail (listed before the catch-all)\n"
+        "bob@example.org bob@example.org\n"
+        "me@example.org me@example.org\n"
+        "@example.org me@example.org\n"
+    )
+    # No catch-all: no identity lines.
+    assert dms_files.virtual_file(settings.aliases[:1], settings.accounts) == (
+        dms_files.HEADER + "sales@example.org bob@example.org\n"
+    )
+
+
+SRS_CASES = [
+    pytest.param({}, (), id="no-alias-no-srs"),
+    pytest.param({"mailstack:aliases": {"postmaster@example.org": "me@example.org"}}, (), id="local-alias-no-srs"),
+    pytest.param(
+        {"mailstack:aliases": {"fwd@example.org": ["me@example.org", "Friend@Elsewhere.example"]}},
+        (("ENABLE_SRS", "1"), ("SRS_DOMAINNAME", "example.org")),
+        id="external-forward",
+    ),
+    pytest.param(
+        {
+            "mailstack:hostname": "mail.host.example",
+            "mailstack:domains": {"example.org": {}, "another.org": {}},
+            "mailstack:aliases": {"@another.org": "someone@elsewhere.example"},
+        },
+        (("ENABLE_SRS", "1"), ("SRS_DOMAINNAME", "another.org"), ("SRS_EXCLUDE_DOMAINS", "example.org")),
+        id="hostname-outside-the-mail-domains",
+    ),
+    pytest.param(
+        {
+            "mailstack:hostname": "mx.mail.example.org",
+            "mailstack:domains": {"example.org": {}, "mail.example.org": {}, "another.org": {}},
+            "mailstack:aliases": {"x@another.org": "someone@elsewhere.example"},
+        },
+        (
+            ("ENABLE_SRS", "1"),
+            ("SRS_DOMAINNAME", "mail.example.org"),
+            ("SRS_EXCLUDE_DOMAINS", "another.org,example.org"),
+        ),
+        id="longest-domain-holding-the-hostname",
+    ),
+    pytest.param(
+        {
+            "mailstack:aliases": {"fwd@example.org": "friend@elsewhere.example"},
+            "mailstack:env": {"SRS_DOMAINNAME": "srs.example.org", "SRS_SECRET": "c2VjcmV0"},
+        },
+        (("ENABLE_SRS", "1"), ("SRS_DOMAINNAME", "srs.example.org"), ("SRS_SECRET", "c2VjcmV0")),
+        id="user-env-overrides",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), SRS_CASES)
+def test_srs_is_on_exactly_when_an_alias_forwards_outside_the_stack(
+    changes: dict[str, Any], expected: tuple[tuple[str, str], ...]
+) -> None:
+    env = dms_env(load(changes))
+    assert tuple((k, v) for k, v in env if k.startswith("SRS_") or k == "ENABLE_SRS") == expected
+
+
+def test_srs_off_by_hand_is_refused_while_aliases_forward_outside() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(
+            {
+                "mailstack:aliases": {"fwd@example.org": "friend@elsewhere.example"},
+                "mailstack:env": {"ENABLE_SRS": False},
+            }
+        )
+    assert [(p.key, p.message, p.fix) for p in info.value.problems] == [
+        (
+            "mailstack:env.ENABLE_SRS",
+            "is 0, but aliases forward to friend@elsewhere.example outside the stack's domains: without SRS the "
+            "forwarded mail keeps its sender's envelope address and fails SPF at the destination",
+            "pulumi config rm --path 'mailstack:env.ENABLE_SRS'",
+        )
+    ]
+
+
+POLICYD_JUNK = dms_files.HEADER + (
+    "# policyd-spf.conf(5); mounted at /etc/postfix-policyd-spf-python/policyd-spf.conf\n"
+    "debugLevel = 1\n"
+    "TestOnly = 1\n"
+    "\n"
+    "HELO_reject = False\n"
+    "Mail_From_reject = False\n"
+    "\n"
+    "PermError_reject = False\n"
+    "TempError_Defer = False\n"
+    "\n"
+    "skip_addresses = 127.0.0.0/8,::ffff:127.0.0.0/104,::1\n"
+    "Reason_Message = Message {rejectdefer} due to: {spf}.\n"
+)
+SIEVE = dms_files.HEADER + (
+    'require ["fileinto", "special-use", "mailbox"];\n'
+    "\n"
+    "# inbound.spfFail junk: mail failing SPF is delivered, to Junk (RFC 7208 §8.4 leaves the choice to the receiver).\n"
+    'if header :matches "Received-SPF" "Fail *" {\n'
+    '    fileinto :specialuse "\\\\Junk" :create "Junk";\n'
+    "    stop;\n"
+    "}\n"
+)
+RSPAMD_REJECT = dms_files.HEADER + (
+    "# https://rspamd.com/doc/modules/force_actions.html\n"
+    "rules {\n"
+    "    SPF_FAIL_REJECT {\n"
+    '        expression = "R_SPF_FAIL";\n'
+    '        action = "reject";\n'
+    '        message = "SPF check failed (inbound.spfFail reject)";\n'
+    "    }\n"
+    "}\n"
+)
+RSPAMD_JUNK = dms_files.HEADER + (
+    "# https://rspamd.com/doc/modules/force_actions.html\n"
+    "rules {\n"
+    "    SPF_FAIL_JUNK {\n"
+    '        expression = "R_SPF_FAIL";\n'
+    '        action = "add header";\n'
+    '        honor_action = ["reject"];\n'
+    "    }\n"
+    "}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("profile", "spf_fail", "files"),
+    [
+        ("minimal", "reject", {}),
+        ("minimal", "junk", {"postfix-policyd-spf.conf": POLICYD_JUNK, "before.dovecot.sieve": SIEVE}),
+        ("standard", "reject", {"rspamd/override.d/force_actions.conf": RSPAMD_REJECT}),
+        ("standard", "junk", {"rspamd/override.d/force_actions.conf": RSPAMD_JUNK}),
+    ],
+)
+def test_inbound_files_per_profile(profile: Any, spf_fail: Any, files: dict[str, str]) -> None:
+    assert dms_files.inbound_files(profile, spf_fail) == files
+
+
+def test_junk_on_minimal_mounts_policyd_config_and_labels_the_unwatched_files() -> None:
+    reject = containers.mail_container(load({}), signer_fingerprint="x")
+    junk = containers.mail_container(load({"mailstack:inbound": {"spfFail": "junk"}}), signer_fingerprint="x")
+    standard = containers.mail_container(
+        load({"mailstack:inbound": {"spfFail": "junk"}, "mailstack:profile": "standard"}), signer_fingerprint="x"
+    )
+    assert set(junk.mounts) - set(reject.mounts) == {
+        containers.Mount(
+            "/etc/postfix-policyd-spf-python/policyd-spf.conf",
+            host_path="/home/u/.mailstack/test/config/postfix-policyd-spf.conf",
+            read_only=True,
+        )
+    }
+    labels = dict(junk.labels)
+    assert labels[containers.INBOUND_LABEL] == dms_files.unwatched_fingerprint(
+        {"postfix-policyd-spf.conf": POLICYD_JUNK, "before.dovecot.sieve": SIEVE}
+    )
+    # Nothing unwatched with reject (DMS's default) or on the standard profile (Rspamd's files are watched).
+    assert containers.INBOUND_LABEL not in dict(reject.labels)
+    assert containers.INBOUND_LABEL not in dict(standard.labels) and standard.mounts == reject.mounts
+    # The label changes exactly when an unwatched file does.
+    assert dms_files.unwatched_fingerprint({"before.dovecot.sieve": SIEVE}) != labels[containers.INBOUND_LABEL]
