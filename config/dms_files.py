@@ -267,15 +267,16 @@ def spf_junk_sieve() -> str:
     policyd-spf prepends `Received-SPF: Fail (mailfrom) identity=mailfrom; ...` (or `(helo)`).
     Any such header counts: a sender can forge one, but forging `Fail` only junks its own
     mail, while a forged `Pass` cannot hide the real `Fail` header policyd-spf adds on top.
-    `:specialuse` files into the folder flagged \\Junk, as DMS's own spam_to_junk.sieve does.
+    "Junk" is the folder DMS's dovecot 15-mailboxes.conf creates with the \\Junk special use (the
+    folder its spam_to_junk.sieve files into); `:create` covers a mailbox deleted by the user.
     """
     return (
         HEADER
-        + 'require ["fileinto", "special-use", "mailbox"];\n'
+        + 'require ["fileinto", "mailbox"];\n'
         + "\n"
         + "# inbound.spfFail junk: mail failing SPF is delivered, to Junk (RFC 7208 §8.4 leaves the choice to the receiver).\n"
         + f'if header :matches "{SPF_FAIL_HEADER}" "Fail *" {{\n'
-        + '    fileinto :specialuse "\\\\Junk" :create "Junk";\n'
+        + '    fileinto :create "Junk";\n'
         + "    stop;\n"
         + "}\n"
     )

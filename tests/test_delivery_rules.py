@@ -484,11 +484,11 @@ POLICYD_JUNK = dms_files.HEADER + (
     "Reason_Message = Message {rejectdefer} due to: {spf}.\n"
 )
 SIEVE = dms_files.HEADER + (
-    'require ["fileinto", "special-use", "mailbox"];\n'
+    'require ["fileinto", "mailbox"];\n'
     "\n"
     "# inbound.spfFail junk: mail failing SPF is delivered, to Junk (RFC 7208 §8.4 leaves the choice to the receiver).\n"
     'if header :matches "Received-SPF" "Fail *" {\n'
-    '    fileinto :specialuse "\\\\Junk" :create "Junk";\n'
+    '    fileinto :create "Junk";\n'
     "    stop;\n"
     "}\n"
 )
