@@ -58,7 +58,7 @@ def scale_config(domains: int, accounts_per_domain: int) -> dict[str, str]:
     template = json.loads(config["mailstack:domains"])["example.com"]
     names = [domain_name(i) for i in range(domains)]
     config["mailstack:domains"] = json.dumps(
-        {d: {**template, "dmarc": {**template["dmarc"], "rua": [f"mailto:dmarc@{d}"], "ruf": []}} for d in names}
+        {d: {**template, "dmarc": {**template["dmarc"], "rua": [f"mailto:postmaster@{d}"], "ruf": []}} for d in names}
     )
     config["mailstack:accounts"] = json.dumps(
         {

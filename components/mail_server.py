@@ -62,9 +62,11 @@ class MailServer(pulumi.ComponentResource):
 
         files = [
             write("accounts", dms_files.ACCOUNTS, args.accounts.text),
-            write("aliases", dms_files.VIRTUAL, dms_files.virtual_file(settings.aliases)),
+            write("aliases", dms_files.VIRTUAL, dms_files.virtual_file(settings.aliases, settings.accounts)),
             write("quotas", dms_files.QUOTAS, dms_files.quotas_file(settings.accounts)),
         ]
+        for path, text in dms_files.inbound_files(settings.profile, settings.spf_fail).items():
+            files.append(write(_role(path), path, text))
         if settings.relay is not None:
             files.append(
                 write("relay-credentials", dms_files.SASL_PASSWORDS, dms_files.sasl_password_file(settings.relay))

@@ -23,8 +23,12 @@ def read_settings() -> MailSettings:
     secret_keys = {key for key in raw if runtime_config.is_config_secret(key)}
     secret_keys |= set(runtime_config.get_config_secret_keys_env())
     try:
-        return load_settings(
+        settings = load_settings(
             raw, secret_keys=secret_keys, stack=pulumi.get_stack(), extra_checks=(checks.private_key_file,)
         )
     except ConfigError as err:
         raise pulumi.RunError(str(err)) from None
+    # Findings that do not stop a deploy: shown by `pulumi preview`/`up` as warnings.
+    for warning in settings.warnings:
+        pulumi.log.warn(f"mailstack: {warning.render()[2:]}")
+    return settings

@@ -19,7 +19,13 @@ from config.dms_env import (
     dms_env,
     published_ports,
 )
-from config.dms_files import CONTAINER_CONFIG_DIR
+from config.dms_files import (
+    CONTAINER_CONFIG_DIR,
+    POLICYD_SPF_CONF,
+    POLICYD_SPF_CONTAINER_PATH,
+    inbound_files,
+    unwatched_fingerprint,
+)
 from config.model import DEFAULT_CERTBOT_IMAGES
 from config.settings import MailSettings
 
@@ -40,6 +46,8 @@ CLOUDFLARE_INI = "cloudflare.ini"
 # DMS v15.1 compose.yaml healthcheck: Postfix listens on :25 once DMS finished its setup.
 HEALTHCHECK = "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"
 SIGNER_LABEL = "mailstack.signer-config-sha256"
+INBOUND_LABEL = "mailstack.inbound-config-sha256"
+"""Fingerprint of the inbound.spfFail files DMS reads only at start (config.dms_files.unwatched_fingerprint)."""
 WATCHTOWER_LABEL = "com.centurylinklabs.watchtower.enable"
 VOLUMES = (("mail-data", "/var/mail"), ("mail-state", "/var/mail-state"), ("mail-logs", "/var/log/mail"))
 """(role, container path) of DMS's named volumes; the role names the volume and its Pulumi resource."""
@@ -172,8 +180,20 @@ def mail_container(settings: MailSettings, *, signer_fingerprint: T) -> Containe
             a string, or in the Pulumi component the Output that resolves to it.
     """
     labels: list[tuple[str, T | str]] = [(SIGNER_LABEL, signer_fingerprint)]
+    inbound = inbound_files(settings.profile, settings.spf_fail)
+    inbound_fingerprint = unwatched_fingerprint(inbound)
+    if inbound_fingerprint is not None:
+        labels.append((INBOUND_LABEL, inbound_fingerprint))
     if settings.watchtower:
         labels.append((WATCHTOWER_LABEL, "true"))
+    # DMS reads policyd-spf's settings from the image path only; its docs bind-mount a file from
+    # the config dir there (best-practices/dkim_dmarc_spf.md). Read-only, and replaced with the
+    # container whenever it changes (the label above), so the single-file mount never goes stale.
+    inbound_mounts = (
+        (Mount(POLICYD_SPF_CONTAINER_PATH, host_path=f"{config_dir(settings)}/{POLICYD_SPF_CONF}", read_only=True),)
+        if POLICYD_SPF_CONF in inbound
+        else ()
+    )
     return ContainerSpec(
         name=f"mailstack-{settings.stack}-mailserver",
         image=settings.image,
@@ -185,6 +205,7 @@ def mail_container(settings: MailSettings, *, signer_fingerprint: T) -> Containe
             Mount(CONTAINER_CONFIG_DIR, host_path=config_dir(settings)),
             Mount("/etc/localtime", host_path="/etc/localtime", read_only=True),
             *tls_mounts(settings),
+            *inbound_mounts,
         ),
         capabilities=capabilities(settings),
         labels=tuple(labels),

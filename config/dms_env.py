@@ -2,7 +2,8 @@
 
 The environment holds no secret: relay credentials go to `postfix-sasl-password.cf`, certificates
 to files. Every key set here is in `config.checks.MANAGED_ENV_KEYS`, so a user's `mailstack:env`
-can never silently fight it; a test keeps the two in step.
+can never silently fight it; a test keeps the two in step. The exception are the SRS keys
+(`SRS_ENV_KEYS`), defaults derived from the aliases that a user may override.
 """
 
 from __future__ import annotations
@@ -88,9 +89,52 @@ def dms_env(settings: MailSettings) -> tuple[tuple[str, str], ...]:
         # DEFAULT_RELAY_HOST, not the legacy RELAY_HOST/RELAY_PORT pair; the credentials live in
         # postfix-sasl-password.cf under this exact string (reference/docker-mailserver.md §3).
         env["DEFAULT_RELAY_HOST"] = settings.relay.relay_host
+    # Derived defaults, not managed keys: a user's env may override them (config/delivery_checks.py
+    # refuses only ENABLE_SRS=0 while aliases forward outside the stack).
+    env.update(srs_env(settings))
     for key, value in settings.env:
         env[key] = value
     return tuple(sorted(env.items()))
+
+
+SRS_ENV_KEYS = frozenset({"ENABLE_SRS", "SRS_DOMAINNAME", "SRS_EXCLUDE_DOMAINS"})
+
+
+def external_forwards(settings: MailSettings) -> tuple[str, ...]:
+    """Alias targets outside the stack's domains: mail to them leaves with its original sender."""
+    local = set(settings.domain_names)
+    return tuple(sorted({t for a in settings.aliases for t in a.targets if t.rpartition("@")[2] not in local}))
+
+
+def srs_domain(settings: MailSettings) -> str:
+    """The domain SRS addresses use: the mail domain holding the hostname, else the first mail domain.
+
+    It must be a stack domain: its SPF (`mx`) authorises this server, so the forwarded message
+    passes SPF at the destination, and its MX brings bounces to the SRS address back here, where
+    postsrsd reverses them. DMS's own default (SRS_DOMAINNAME = the hostname minus its first
+    label, startup/variables-stack.sh) is not a mail domain when the hostname lives elsewhere.
+    """
+    names = settings.domain_names
+    holders = [d for d in names if settings.hostname.endswith("." + d)]
+    return max(holders, key=len) if holders else names[0]
+
+
+def srs_env(settings: MailSettings) -> dict[str, str]:
+    """ENABLE_SRS when any alias forwards outside the stack (DMS: "SRS is needed if DMS acts as forwarder").
+
+    A forwarded message keeps its sender's envelope address, whose SPF does not list this server:
+    the destination sees an SPF fail. SRS (postsrsd, setup.d/postfix.sh `_setup_SRS`) rewrites the
+    envelope sender to `SRS0=…@<SRS_DOMAINNAME>`. The stack's own domains are excluded: postsrsd
+    would otherwise also rewrite mail the users send from a second domain, losing its SPF alignment.
+    """
+    if not external_forwards(settings):
+        return {}
+    domain = srs_domain(settings)
+    env = {"ENABLE_SRS": "1", "SRS_DOMAINNAME": domain}
+    others = [d for d in settings.domain_names if d != domain]
+    if others:
+        env["SRS_EXCLUDE_DOMAINS"] = ",".join(others)
+    return env
 
 
 def published_ports(ports: Ports) -> tuple[PublishedPort, ...]:

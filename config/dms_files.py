@@ -30,6 +30,11 @@ OPENDKIM_KEY_TABLE = "opendkim/KeyTable"
 OPENDKIM_SIGNING_TABLE = "opendkim/SigningTable"
 OPENDKIM_TRUSTED_HOSTS = "opendkim/TrustedHosts"
 RSPAMD_DKIM_SIGNING = "rspamd/override.d/dkim_signing.conf"
+POLICYD_SPF_CONF = "postfix-policyd-spf.conf"
+"""Bind-mounted over the image's policyd-spf.conf (DMS docs, best-practices/dkim_dmarc_spf.md)."""
+POLICYD_SPF_CONTAINER_PATH = "/etc/postfix-policyd-spf-python/policyd-spf.conf"
+BEFORE_SIEVE = "before.dovecot.sieve"
+RSPAMD_FORCE_ACTIONS = "rspamd/override.d/force_actions.conf"
 
 Profile = Literal["minimal", "standard"]
 
@@ -72,15 +77,30 @@ def accounts_file(hashes: Iterable[tuple[str, str]]) -> str:
     return HEADER + "".join(lines)
 
 
-def virtual_file(aliases: Sequence[AliasSettings]) -> str:
+def virtual_file(aliases: Sequence[AliasSettings], accounts: Sequence[AccountSettings] = ()) -> str:
     """`postfix-virtual.cf`: `alias target[,target…]`; catch-alls (`@domain`) come last.
 
     Several targets are joined by commas without spaces, as DMS's `setup alias add` writes them
     (Postfix virtual(5) accepts commas and whitespace).
+
+    Postfix resolves virtual_alias_maps before virtual_mailbox_maps, so a catch-all `@domain` would
+    take the mail of every account of that domain (DMS docs, config/account-management/provisioner/
+    file.md: "you will need an alias for each non-alias address of that domain"). Each such
+    account gets an identity line `me@domain me@domain`, which virtual(5) finds before `@domain`
+    and which Postfix does not expand further (an address that maps to itself is delivered as is).
+    With ENABLE_QUOTAS, DMS turns alias lines into Dovecot "dummy" userdb entries
+    (helpers/accounts.sh `_create_dovecot_alias_dummy_accounts`); for an identity line that entry
+    equals the account's own, so DMS skips it ("will not be added ... twice") and no login changes.
     """
     specific = [a for a in aliases if not a.address.startswith("@")]
     catch_all = [a for a in aliases if a.address.startswith("@")]
-    lines = [f"{a.address} {','.join(a.targets)}\n" for a in [*specific, *catch_all]]
+    caught = {a.address[1:] for a in catch_all}
+    identities = sorted(a.address for a in accounts if a.domain in caught)
+    lines = [f"{a.address} {','.join(a.targets)}\n" for a in specific]
+    if identities:
+        lines.append("# accounts of catch-all domains keep their own mail (listed before the catch-all)\n")
+        lines += [f"{address} {address}\n" for address in identities]
+    lines += [f"{a.address} {','.join(a.targets)}\n" for a in catch_all]
     return HEADER + "".join(lines)
 
 
@@ -212,4 +232,118 @@ def signer_fingerprint(files: Mapping[str, str], public_keys: Mapping[str, str])
             for part in (kind, path, mapping[path]):
                 digest.update(part.encode())
                 digest.update(b"\0")
+    return digest.hexdigest()
+
+
+# -- inbound.spfFail ---------------------------------------------------------------------------
+
+SPF_FAIL_HEADER = "Received-SPF"
+
+
+def policyd_spf_conf(spf_fail: Literal["reject", "junk"]) -> str:
+    """policyd-spf.conf: Debian's file as DMS v15.1 ships it, with the `junk` choice applied.
+
+    The image holds Debian's default (postfix-policyd-spf-python 2.9: reject on `Fail` for HELO
+    and MAIL FROM) plus DMS's `Reason_Message` line (Dockerfile, "Remove invalid URL from SPF
+    message"). `junk` sets both `*_reject` options to `False`, policyd-spf(1)'s "never reject,
+    only prepend the Received-SPF header"; the Sieve script below then files the message.
+    """
+    action = "Fail" if spf_fail == "reject" else "False"
+    return (
+        HEADER
+        + "# policyd-spf.conf(5); mounted at "
+        + POLICYD_SPF_CONTAINER_PATH
+        + "\n"
+        + "debugLevel = 1\n"
+        + "TestOnly = 1\n"
+        + "\n"
+        + f"HELO_reject = {action}\n"
+        + f"Mail_From_reject = {action}\n"
+        + "\n"
+        + "PermError_reject = False\n"
+        + "TempError_Defer = False\n"
+        + "\n"
+        + "skip_addresses = 127.0.0.0/8,::ffff:127.0.0.0/104,::1\n"
+        + "Reason_Message = Message {rejectdefer} due to: {spf}.\n"
+    )
+
+
+def spf_junk_sieve() -> str:
+    """`before.dovecot.sieve`: DMS installs it as a global Sieve script run before the user's own.
+
+    policyd-spf prepends `Received-SPF: Fail (mailfrom) identity=mailfrom; ...` (or `(helo)`).
+    Any such header counts: a sender can forge one, but forging `Fail` only junks its own
+    mail, while a forged `Pass` cannot hide the real `Fail` header policyd-spf adds on top.
+    "Junk" is the folder DMS's dovecot 15-mailboxes.conf creates with the \\Junk special use (the
+    folder its spam_to_junk.sieve files into); `:create` covers a mailbox deleted by the user.
+    """
+    return (
+        HEADER
+        + 'require ["fileinto", "mailbox"];\n'
+        + "\n"
+        + "# inbound.spfFail junk: mail failing SPF is delivered, to Junk (RFC 7208 §8.4 leaves the choice to the receiver).\n"
+        + f'if header :matches "{SPF_FAIL_HEADER}" "Fail *" {{\n'
+        + '    fileinto :create "Junk";\n'
+        + "    stop;\n"
+        + "}\n"
+    )
+
+
+def rspamd_force_actions(spf_fail: Literal["reject", "junk"]) -> str:
+    """`rspamd/override.d/force_actions.conf`: what Rspamd does with R_SPF_FAIL (standard profile).
+
+    DMS's Rspamd only scores an SPF fail (R_SPF_FAIL weight 4.5 in its policies_group.conf,
+    reject at 11), so `reject` needs a forced action to refuse it at SMTP time like policyd-spf
+    does. `junk` forces `add header`: the milter adds `X-Spam: Yes` (DMS worker-proxy.inc
+    `spam_header`), and DMS's MOVE_SPAM_TO_JUNK Sieve script files it into Junk. Mail scoring a
+    reject anyway stays rejected (`honor_action`).
+    https://rspamd.com/doc/modules/force_actions.html
+    """
+    if spf_fail == "reject":
+        rule = (
+            "    SPF_FAIL_REJECT {\n"
+            '        expression = "R_SPF_FAIL";\n'
+            '        action = "reject";\n'
+            '        message = "SPF check failed (inbound.spfFail reject)";\n'
+            "    }\n"
+        )
+    else:
+        rule = (
+            "    SPF_FAIL_JUNK {\n"
+            '        expression = "R_SPF_FAIL";\n'
+            '        action = "add header";\n'
+            '        honor_action = ["reject"];\n'
+            "    }\n"
+        )
+    return HEADER + "# https://rspamd.com/doc/modules/force_actions.html\nrules {\n" + rule + "}\n"
+
+
+def inbound_files(profile: Profile, spf_fail: Literal["reject", "junk"]) -> dict[str, str]:
+    """Files for `inbound.spfFail`, by path relative to the config dir.
+
+    minimal + reject is DMS's default (no file). The standard profile always has the Rspamd rule,
+    which DMS's change detector copies and reloads (check-for-changes.sh `_rspamd_changes`).
+    """
+    if profile == "standard":
+        return {RSPAMD_FORCE_ACTIONS: rspamd_force_actions(spf_fail)}
+    if spf_fail == "junk":
+        return {POLICYD_SPF_CONF: policyd_spf_conf(spf_fail), BEFORE_SIEVE: spf_junk_sieve()}
+    return {}
+
+
+def unwatched_fingerprint(files: Mapping[str, str]) -> str | None:
+    """sha256 over the inbound files DMS reads only at start, or None when there are none.
+
+    The policyd-spf.conf bind mount and before.dovecot.sieve (copied and compiled by
+    setup.d/dovecot.sh `_setup_dovecot_sieve`) are not watched by DMS's change detector, so a
+    container label carrying this value replaces the container when they change.
+    """
+    unwatched = {p: t for p, t in files.items() if p in (POLICYD_SPF_CONF, BEFORE_SIEVE)}
+    if not unwatched:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(unwatched):
+        for part in (path, unwatched[path]):
+            digest.update(part.encode())
+            digest.update(b"\0")
     return digest.hexdigest()

@@ -7,6 +7,7 @@ one `ConfigError` listing every problem with its key and the command that fixes 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import types
@@ -24,6 +25,7 @@ from config.model import (
     DEFAULT_MEMORY_MB,
     DEFAULT_SSH_DATA_DIR,
     TOP_LEVEL_KEYS,
+    Dmarc,
     RawSettings,
 )
 from config.names import InvalidNameError, normalise_address, to_ascii
@@ -125,7 +127,8 @@ def load_settings(
             problems.extend(settings_check(settings))
     if problems or settings is None:
         raise ConfigError(problems, stack)
-    return settings
+    warnings = tuple(dict.fromkeys(w for warn in settings_checks.WARNINGS for w in warn(settings)))
+    return dataclasses.replace(settings, warnings=warnings) if warnings else settings
 
 
 def _try_resolve(parsed: RawSettings, stack: str, home: str | None) -> MailSettings | None:
@@ -249,7 +252,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
                     backup_mx=d.backup_mx,
                     spf=d.spf,
                     dkim=d.dkim,
-                    dmarc=d.dmarc,
+                    dmarc=_dmarc_uris(d.dmarc),
                     tlsrpt=d.tlsrpt,
                     records=d.records,
                 )
@@ -287,6 +290,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
             username=raw.relay.username or (preset.username if preset and preset.username else ""),
             password=raw.relay.password,
             spf_include=raw.relay.spf_include or (preset.spf_include if preset else None),
+            preset=raw.relay.preset,
         )
     tls = raw.tls
     challenge = tls.challenge
@@ -321,6 +325,28 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         relay=relay,
         watchtower=raw.updates.watchtower,
         watchtower_image=raw.updates.image,
+        spf_fail=raw.inbound.spf_fail,
+    )
+
+
+def report_uri(value: str) -> str:
+    """A DMARC report destination as a `mailto:` URI with an A-label domain.
+
+    A bare address (`dmarc@example.org`, how the seed how-to writes it) is not a DMARC URI: RFC 9989
+    §4.7 and its ABNF take URIs (RFC 3986), and receivers ignore anything else, so it gets the
+    `mailto:` scheme here. config/checks.py already refused values that are not addresses.
+    """
+    address = value[7:] if value.startswith("mailto:") else value
+    address, bang, size = address.partition("!")
+    local, at, domain = address.rpartition("@")
+    if not (local and at):
+        return value  # not an address: config/checks.py reports it
+    return f"mailto:{local}@{to_ascii(domain)}{bang}{size}"
+
+
+def _dmarc_uris(dmarc: Dmarc) -> Dmarc:
+    return dmarc.model_copy(
+        update={"rua": tuple(report_uri(u) for u in dmarc.rua), "ruf": tuple(report_uri(u) for u in dmarc.ruf)}
     )
 
 

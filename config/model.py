@@ -139,6 +139,15 @@ class Dmarc(_Model):
     aspf: Alignment | None = None
     fo: str | None = None
     ri: int | None = Field(None, ge=1)
+    """Removed by RFC 9989 (receivers ignore it); accepted with a warning because the seed how-to uses it."""
+    np: DmarcPolicy | None = None
+    """RFC 9989 §4.7: policy for non-existent subdomains."""
+    t: Literal["y", "n"] | None = None
+    """RFC 9989 §4.7: test mode (`y`: receivers apply one policy level below `p`)."""
+    pct: int | None = None
+    """Removed by RFC 9989; refused with a pointer to `t` (config/delivery_checks.py)."""
+    rf: str | None = None
+    """Removed by RFC 9989; refused (config/delivery_checks.py)."""
 
 
 class TlsRpt(_Model):
@@ -188,6 +197,11 @@ class Updates(_Model):
     image: str = DEFAULT_WATCHTOWER_IMAGE
 
 
+class Inbound(_Model):
+    spf_fail: Literal["reject", "junk"] = "reject"
+    """`reject`: mail failing SPF is refused at SMTP time; `junk`: delivered to the recipient's Junk folder."""
+
+
 class RawSettings(_Model):
     """Exactly what the stack config says, shape-checked; semantic checks run afterwards."""
 
@@ -207,6 +221,7 @@ class RawSettings(_Model):
     aliases: dict[str, Annotated[tuple[str, ...], BeforeValidator(_one_or_many)]] = {}
     relay: Relay | None = None
     updates: Updates = Updates()
+    inbound: Inbound = Inbound()
 
 
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in RawSettings.model_fields.items())

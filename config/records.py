@@ -351,15 +351,20 @@ def dkim_record(settings: MailSettings, domain: DomainSettings, selector: str, p
 
 
 def dmarc_text(domain: DomainSettings) -> str:
-    """`v=DMARC1; p=…; …` from the settings (RFC 7489 §6.3).
+    """`v=DMARC1; p=…; …` from the settings (RFC 9989 §4.7).
 
-    `pct` is never written: RFC 9989 (DMARCbis) removed it, and partial enforcement is what the
-    `none` → `quarantine` → `reject` progression is for.
+    `pct` and `rf` are never written: RFC 9989 removed them (config/delivery_checks.py refuses
+    them; `t=y` replaces a partial `pct`). `ri` is gone too but still written when configured:
+    unknown tags must be ignored (RFC 9989 §4.7), and receivers following RFC 7489 still read it.
     """
     d = domain.dmarc
     tags = [("v", "DMARC1"), ("p", d.policy)]
     if d.subdomain_policy is not None:
         tags.append(("sp", d.subdomain_policy))
+    if d.np is not None:
+        tags.append(("np", d.np))
+    if d.t is not None:
+        tags.append(("t", d.t))
     if d.adkim is not None:
         tags.append(("adkim", d.adkim))
     if d.aspf is not None:
@@ -383,7 +388,7 @@ def dmarc_record(settings: MailSettings, domain: DomainSettings) -> RecordSpec:
         dmarc_text(domain),
         None,
         settings.ttl,
-        f"DMARC: what receivers do with mail from {domain.name} failing SPF/DKIM alignment, and where reports go (RFC 7489)",
+        f"DMARC: what receivers do with mail from {domain.name} failing SPF/DKIM alignment, and where reports go (RFC 9989)",
     )
 
 
@@ -404,14 +409,16 @@ def report_domain(uri: str) -> str | None:
 def report_authorization_records(settings: MailSettings) -> list[RecordSpec]:
     """`<domain>._report._dmarc.<dest>` TXT `v=DMARC1` for reports sent to another managed domain.
 
-    RFC 7489 §7.1: a report receiver outside the policy domain's organisation only gets reports if it
-    publishes this authorisation; without it, compliant reporters silently drop the reports.
+    RFC 9990 §4 (formerly RFC 7489 §7.1): a report receiver whose Organizational Domain differs
+    from the policy domain's only gets reports if it publishes this authorisation; without it,
+    compliant reporters silently drop the reports.
     """
+    known = {d.name for d in settings.domains}
     out: dict[str, RecordSpec] = {}
     for domain in settings.domains:
         for uri in (*domain.dmarc.rua, *domain.dmarc.ruf):
             dest = report_domain(uri)
-            if dest is None or _same_organisation(domain.name, dest):
+            if dest is None or organizational_domain(domain.name, known) == organizational_domain(dest, known):
                 continue
             zone = managed_zone(settings, dest)
             if zone is None:
@@ -424,15 +431,26 @@ def report_authorization_records(settings: MailSettings) -> list[RecordSpec]:
                 "v=DMARC1",
                 None,
                 settings.ttl,
-                f"lets {dest} receive DMARC reports for {domain.name} (RFC 7489 §7.1)",
+                f"lets {dest} receive DMARC reports for {domain.name} (RFC 9990 §4)",
             )
     return list(out.values())
 
 
-def _same_organisation(a: str, b: str) -> bool:
-    # Without the Public Suffix List this recognises only the same domain and parent/child pairs;
-    # an unneeded authorisation record for sibling subdomains is harmless.
-    return a == b or a.endswith("." + b) or b.endswith("." + a)
+def organizational_domain(name: str, dmarc_domains: Iterable[str]) -> str:
+    """The Organizational Domain of `name` by RFC 9989 §4.10.2, given the names that publish DMARC records.
+
+    RFC 9989 replaced the Public Suffix List with a DNS Tree Walk: of the names from `name` up to
+    the root that publish a DMARC record, the one with the fewest labels is the Organizational
+    Domain (no `psd` tags are involved: mailstack never publishes one), and `name` itself when none
+    does. Here the walk sees the stack's own records only (every mail domain publishes one); a
+    record published elsewhere could only merge two organisations, so the worst outcome is an
+    authorisation record that is not needed, which is harmless.
+    """
+    name = name.lower().rstrip(".")
+    labels = name.split(".")
+    ancestors = {".".join(labels[i:]) for i in range(len(labels))}
+    found = [d for d in dmarc_domains if d in ancestors]
+    return min(found, key=lambda d: d.count(".")) if found else name
 
 
 def tlsrpt_record(settings: MailSettings, domain: DomainSettings) -> RecordSpec | None:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from config.errors import Problem
 from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, Ports, Spf, TlsRpt
 
 
@@ -74,6 +75,8 @@ class RelaySettings:
     username: str
     password: SecretStr
     spf_include: str | None
+    preset: str = "custom"
+    """`relay.preset`; the presets without an SPF include send with their own Return-Path domain."""
 
     @property
     def relay_host(self) -> str:
@@ -102,6 +105,10 @@ class MailSettings:
     relay: RelaySettings | None = None
     watchtower: bool = False
     watchtower_image: str = ""
+    spf_fail: Literal["reject", "junk"] = "reject"
+    """`inbound.spfFail`: refuse mail failing SPF, or file it into the recipient's Junk folder."""
+    warnings: tuple[Problem, ...] = ()
+    """Things worth knowing that do not stop a deploy (the Pulumi program logs them, `render` prints them)."""
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)

@@ -289,8 +289,12 @@ def _dms_config_files(settings: MailSettings, state: StackState) -> tuple[list[O
             dms_files.accounts_file(zip([a for a, _ in passwords], hashes, strict=True)),
             secret=True,
         ),
-        OutputFile(f"{CONFIG_DIR}/{dms_files.VIRTUAL}", dms_files.virtual_file(settings.aliases)),
+        OutputFile(f"{CONFIG_DIR}/{dms_files.VIRTUAL}", dms_files.virtual_file(settings.aliases, settings.accounts)),
         OutputFile(f"{CONFIG_DIR}/{dms_files.QUOTAS}", dms_files.quotas_file(settings.accounts)),
+    ]
+    out += [
+        OutputFile(f"{CONFIG_DIR}/{path}", text)
+        for path, text in dms_files.inbound_files(settings.profile, settings.spf_fail).items()
     ]
     if settings.relay is not None:
         out.append(
@@ -495,6 +499,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         print_error("render", f"cannot write {args.out}: {exc}")
         return EXIT_IO
     _report(out, rendering, stack, args.out)
+    for warning in settings.warnings:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning.render()[2:])}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

@@ -829,8 +829,14 @@ def parse_dmarc(text: str) -> tuple[DmarcRecord | None, list[str]]:
         problems.append("p= is required")
     elif policy.lower() not in _DMARC_POLICIES:
         problems.append(f"p={policy} is not none, quarantine or reject")
-    if "sp" in tags and tags["sp"].lower() not in _DMARC_POLICIES:
-        problems.append(f"sp={tags['sp']} is not none, quarantine or reject")
+    for tag in ("sp", "np"):
+        if tag in tags and tags[tag].lower() not in _DMARC_POLICIES:
+            problems.append(f"{tag}={tags[tag]} is not none, quarantine or reject")
+    # RFC 9989 §4.7: t (test mode) is y or n; psd is y, n or u.
+    if "t" in tags and tags["t"].lower() not in ("y", "n"):
+        problems.append(f"t={tags['t']} is not y or n")
+    if "psd" in tags and tags["psd"].lower() not in ("y", "n", "u"):
+        problems.append(f"psd={tags['psd']} is not y, n or u")
     for tag in ("adkim", "aspf"):
         if tag in tags and tags[tag].lower() not in ("r", "s"):
             problems.append(f"{tag}={tags[tag]} is not r or s")
@@ -857,18 +863,48 @@ def report_domain(address: str) -> str:
     return address.rsplit("@", 1)[-1].rstrip(".").lower()
 
 
-def needs_report_authorization(domain: str, destination: str) -> bool:
-    """Whether reports for `domain` sent to `destination` need a `_report._dmarc` record (RFC 7489 §7.1).
+TREE_WALK_LABELS = 8
+"""RFC 9989 §4.10: a DNS Tree Walk makes at most eight queries."""
 
-    RFC 7489 compares organizational domains; without the public suffix list we treat a
-    destination as internal when one domain is the other or a subdomain of it.
+
+def tree_walk_targets(name: str) -> list[str]:
+    """The names whose `_dmarc` record a DNS Tree Walk from `name` queries, in order (RFC 9989 §4.10).
+
+    First `name` itself; then, for a name of 8 or more labels, the shortcut straight to its 7
+    rightmost labels; then one label less each step, down to the top-level domain.
     """
-    domain, destination = domain.lower(), destination.lower()
-    return not (destination == domain or destination.endswith("." + domain) or domain.endswith("." + destination))
+    labels = name.lower().rstrip(".").split(".")
+    targets = [".".join(labels)]
+    rest = labels[1:] if len(labels) < TREE_WALK_LABELS else labels[-(TREE_WALK_LABELS - 1) :]
+    while rest:
+        targets.append(".".join(rest))
+        rest = rest[1:]
+    return targets
+
+
+def organizational_domain(start: str, found: Sequence[tuple[str, str | None]]) -> str:
+    """RFC 9989 §4.10.2: the Organizational Domain from a Tree Walk's valid DMARC records.
+
+    Args:
+        start: where the walk started.
+        found: (name, psd tag value or None) of each name with exactly one valid DMARC record, in
+            walk order (longest name first); the walk stops after the first psd=n or psd=y.
+    """
+    start = start.lower().rstrip(".")
+    for name, psd in found:
+        if psd == "n":
+            return name
+        if psd == "y" and name != start:
+            # The domain one label below the public suffix domain, on the way to `start`.
+            below = start[: -len(name) - 1].rsplit(".", 1)[-1]
+            return f"{below}.{name}"
+    if not found:
+        return start
+    return min((name for name, _ in found), key=lambda n: n.count("."))
 
 
 def report_authorization_name(domain: str, destination: str) -> str:
-    """RFC 7489 §7.1: the destination publishes `<domain>._report._dmarc.<destination>`."""
+    """RFC 9990 §4: the destination publishes `<domain>._report._dmarc.<destination>`."""
     return f"{domain}._report._dmarc.{destination}"
 
 

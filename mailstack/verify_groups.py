@@ -32,7 +32,7 @@ from mailstack.verify_checks import (
     is_cloudflare,
     judge_record,
     lookup_addresses,
-    needs_report_authorization,
+    organizational_domain,
     parse_dmarc,
     publish_txt,
     report_authorization_name,
@@ -40,6 +40,7 @@ from mailstack.verify_checks import (
     short_key,
     spf_budget,
     spf_result,
+    tree_walk_targets,
     txt_kind,
     unexpected_values,
     walk_spf,
@@ -96,6 +97,7 @@ class Checks:
         self.dns = DnsClient(options.timeout, options.concurrency)
         self._zone_ns: dict[str, asyncio.Task[tuple[list[Nameserver], str | None]]] = {}
         self._mail_domains = frozenset(outputs.mail_domains)
+        self._org_domains: dict[str, asyncio.Future[str]] = {}
 
     # shared lookups --------------------------------------------------------------------------------
 
@@ -378,10 +380,39 @@ class Checks:
         if parsed is None or problems:
             return [Finding(domain, "dmarc", subject, Status.FAIL, "; ".join(problems), publish, found=tuple(records))]
         findings = [Finding(domain, "dmarc", subject, Status.OK, f"p={parsed.tags.get('p')}", found=tuple(records))]
-        destinations = dict.fromkeys(report_domain(a) for a in (*parsed.rua, *parsed.ruf))
-        external = [d for d in destinations if needs_report_authorization(domain, d)]
+        destinations = list(dict.fromkeys(report_domain(a) for a in (*parsed.rua, *parsed.ruf)))
+        # RFC 9990 §4: only a destination in another Organizational Domain (RFC 9989 §4.10.2, found
+        # by DNS Tree Walk, not the Public Suffix List) must authorise the reports.
+        orgs = await asyncio.gather(*(self.organizational_domain(d) for d in [domain, *destinations]))
+        external = [d for d, org in zip(destinations, orgs[1:], strict=True) if org != orgs[0]]
         findings += await asyncio.gather(*(self._check_report_authorization(domain, d) for d in external))
         return findings
+
+    async def organizational_domain(self, name: str) -> str:
+        """RFC 9989 §4.10 DNS Tree Walk from `name`, then §4.10.2 selection (cached per name).
+
+        A lookup that fails counts as "no record" for that name: verify reports DNS failures of
+        the stack's own names elsewhere, and a walk must not stop at a resolver that refuses `_dmarc.com`.
+        """
+        if name not in self._org_domains:
+            self._org_domains[name] = asyncio.ensure_future(self._tree_walk(name))
+        return await self._org_domains[name]
+
+    async def _tree_walk(self, name: str) -> str:
+        found: list[tuple[str, str | None]] = []
+        for target in tree_walk_targets(name):
+            answer = await self.lookup(f"_dmarc.{target}", "TXT")
+            records = [t for t in answer.values if txt_kind(t) == "dmarc"] if not answer.error else []
+            if len(records) != 1:
+                continue  # RFC 9989 §4.10 step 2: none, or several (all discarded)
+            parsed, _ = parse_dmarc(records[0])
+            if parsed is None:
+                continue
+            psd = parsed.tags.get("psd", "").lower() or None
+            found.append((target, psd))
+            if psd in ("n", "y"):
+                break
+        return organizational_domain(name, found)
 
     async def _check_report_authorization(self, domain: str, destination: str) -> Finding:
         name = report_authorization_name(domain, destination)
@@ -396,7 +427,7 @@ class Checks:
             "dmarc",
             subject,
             Status.FAIL,
-            f"{destination} does not publish {name}: receivers drop the reports (RFC 7489 §7.1)",
+            f"{destination} does not publish {name}: receivers drop the reports (RFC 9990 §4)",
             f'publish {name}. 3600 IN TXT "v=DMARC1" in the zone of {destination}',
         )
 

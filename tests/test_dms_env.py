@@ -7,11 +7,13 @@ import itertools
 
 from config import load_settings
 from config.checks import MANAGED_ENV_KEYS
-from config.dms_env import PROFILE_ENV, capabilities, dms_env, published_ports
+from config.dms_env import PROFILE_ENV, SRS_ENV_KEYS, capabilities, dms_env, published_ports
 from config.model import Ports
-from config.settings import MailSettings, TlsSettings
+from config.settings import AliasSettings, MailSettings, TlsSettings
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values
 from tests.harness import stack_config
+
+FORWARD = (AliasSettings("me@example.com", ("someone@elsewhere.example",)),)
 
 
 def dev() -> MailSettings:
@@ -93,7 +95,10 @@ def test_every_key_mailstack_sets_is_refused_in_user_env() -> None:
             base, profile=profile, tls=TlsSettings(mode=mode, path="/x"), ports=Ports(pop3=pop3), env=()
         )
         produced |= {k for k, _ in dms_env(settings)}
-    assert produced <= MANAGED_ENV_KEYS, sorted(produced - MANAGED_ENV_KEYS)
+        produced |= {k for k, _ in dms_env(dataclasses.replace(settings, aliases=FORWARD))}
+    # The SRS keys are derived defaults a user may override (config/dms_env.py).
+    assert produced - SRS_ENV_KEYS <= MANAGED_ENV_KEYS, sorted(produced - SRS_ENV_KEYS - MANAGED_ENV_KEYS)
+    assert produced >= SRS_ENV_KEYS
 
 
 def test_ports() -> None:

@@ -333,8 +333,11 @@ def test_file_texts() -> None:
     text = {r.name: plain(r.inputs["stdin"]) for r in file_commands(run)}
     assert text["mail-aliases"] == dms_files.HEADER + (
         "abuse@example.com me@example.com\n"
+        "dmarc@example.com me@example.com\n"
         "postmaster@another.com me@another.com\n"
         "postmaster@example.com me@example.com\n"
+        "# accounts of catch-all domains keep their own mail (listed before the catch-all)\n"
+        "me@another.com me@another.com\n"
         "@another.com me@another.com\n"
     )
     assert text["mail-quotas"] == dms_files.HEADER + "me@another.com:5G\nme@example.com:10G\n"

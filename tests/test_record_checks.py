@@ -202,7 +202,7 @@ def test_report_authorisation_name_too_long() -> None:
             long_domain: {"dmarc": {"rua": [f"mailto:d@{dest}"]}},
             dest: {},
         },
-        accounts={"me@example.org": {}},
+        accounts={"me@example.org": {}, f"d@{dest}": {}},
     )
     assert [(k, m.split(" (")[0]) for k, m, _ in problem_list] == [
         (

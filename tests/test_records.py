@@ -118,7 +118,7 @@ def test_prod_example_record_set_is_exact() -> None:
             (z, z, "TXT", spf, None, 3600),
             (z, f"mail._domainkey.{z}", "TXT", dkim, None, 3600),
         ]
-    expected.append(("example.com", "mail.example.com", "A", "203.0.113.25", None, 3600))
+    expected.append(("example.com", "mail.example.com", "A", "93.184.215.14", None, 3600))
     assert rows(records) == expected
 
 
@@ -212,7 +212,8 @@ def test_dmarc_tags_in_order_and_never_pct() -> None:
                     "fo": "1",
                 }
             }
-        }
+        },
+        aliases={"a@example.org": "me@example.org", "b@example.org": "me@example.org"},
     )
     dmarc = next(r for r in static_records(settings) if r.name == "_dmarc.example.org")
     assert dmarc.content == (
@@ -281,10 +282,10 @@ def test_report_authorisation_only_for_other_managed_domains() -> None:
                 }
             },
         },
-        accounts={"me@example.org": {}},
+        accounts={"me@example.org": {}, "d@example.org": {}},
     )
     auth = [r for r in static_records(settings) if "._report._dmarc." in r.name]
-    # Same domain and parent domain need none (RFC 7489 §7.1); rua and ruf to one place give one record.
+    # Same domain and parent domain need none (RFC 9990 §4); rua and ruf to one place give one record.
     assert rows(auth) == [("example.org", "other.example._report._dmarc.example.org", "TXT", "v=DMARC1", None, 3600)]
 
 

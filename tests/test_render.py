@@ -92,6 +92,12 @@ def test_dev_stack_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "generated: DKIM keys (mail._domainkey.example.test)" in stdout
     assert "generated: passwords of postmaster@example.test" in stdout
     assert "generated: self-signed certificate" in stdout
+    # The configuration's warnings, with their fix (the dev stack publishes 127.0.0.1 on purpose).
+    assert (
+        "warning: mailstack:publicIPv4: 127.0.0.1 is a loopback address (127.0.0.0/8, RFC 1122): fine for a test "
+        "stack, but the zone file publishes it as the address of mail.example.test, where no other mail server can "
+        "reach it\n    fix: pulumi config set 'mailstack:publicIPv4' <the server's public address>"
+    ) in stdout
     # The generated password is in its 0600 file, never on the terminal.
     password = (out / "generated-passwords.txt").read_text().splitlines()[-1].split()[1]
     assert len(password) == 24 and password.isalnum()

@@ -451,7 +451,7 @@ def test_spf_over_the_lookup_limit_through_nested_includes(
 def test_dmarc_external_rua_without_authorization(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
 ) -> None:
-    """Reports go to a domain that does not publish `<domain>._report._dmarc.<dest>`: RFC 7489 §7.1."""
+    """Reports go to a domain that does not publish `<domain>._report._dmarc.<dest>`: RFC 9990 §4."""
     dmarc = "v=DMARC1; p=none; rua=mailto:agg@reports.test; ruf=mailto:dmarc@example.com"
     records = [*domain_records("example.com", dmarc=dmarc), *host_records()]
     data = outputs(records)
@@ -466,7 +466,7 @@ def test_dmarc_external_rua_without_authorization(
     finding = run.one("dmarc", "DMARC reports to reports.test")
     assert finding["detail"] == (
         "reports.test does not publish example.com._report._dmarc.reports.test: receivers drop the reports"
-        " (RFC 7489 §7.1)"
+        " (RFC 9990 §4)"
     )
     assert finding["fix"] == (
         'publish example.com._report._dmarc.reports.test. 3600 IN TXT "v=DMARC1" in the zone of reports.test'
@@ -477,6 +477,38 @@ def test_dmarc_external_rua_without_authorization(
         "DMARC reports to reports.test",
     ]
     assert run.code == 1
+
+
+def _sibling_stack(apex_dmarc: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """Mail domains a.example.com and b.example.com in zone example.com; a's reports go to b."""
+    a = domain_records("a.example.com", dmarc="v=DMARC1; p=reject; rua=mailto:dmarc@b.example.com")
+    b = domain_records("b.example.com")
+    records = [{**r, "zone": "example.com"} for r in (*a, *b)] + host_records()
+    extra = ['_dmarc TXT "v=DMARC1; p=none"'] if apex_dmarc else []
+    return outputs(records), {"example.com": zone("example.com", records, extra=extra), **reverse_zones()}
+
+
+def test_dmarc_reports_to_a_sibling_subdomain_follow_the_rfc_9989_tree_walk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knot: Callable[..., KnotServer]
+) -> None:
+    """RFC 9989 §4.10.2: with _dmarc.example.com published, a.example.com and b.example.com share the
+    Organizational Domain example.com, so no authorization record is demanded (RFC 9990 §4); without it,
+    each is its own Organizational Domain and the record is required."""
+    data, zones = _sibling_stack(apex_dmarc=True)
+    run = run_verify(tmp_path, capsys, data, *dns_args(knot(zones)), *skip_ports())
+    assert [f["subject"] for f in run.findings if f["check"] == "dmarc"] == [
+        "DMARC a.example.com",
+        "DMARC b.example.com",
+    ]
+    assert run.problems() == {}
+
+    data, zones = _sibling_stack(apex_dmarc=False)
+    run = run_verify(tmp_path, capsys, data, *dns_args(knot(zones)), *skip_ports())
+    assert run.problems() == {("dmarc", "DMARC reports to b.example.com"): "fail"}
+    assert run.one("dmarc", "DMARC reports to b.example.com")["detail"] == (
+        "b.example.com does not publish a.example.com._report._dmarc.b.example.com: receivers drop the reports"
+        " (RFC 9990 §4)"
+    )
 
 
 def test_one_of_two_nameservers_stale(

@@ -29,12 +29,13 @@ from mailstack.verify_checks import (
     exit_code,
     is_cloudflare,
     judge_record,
-    needs_report_authorization,
+    organizational_domain,
     parse_dmarc,
     parse_outputs,
     parse_spf,
     spf_budget,
     spf_result,
+    tree_walk_targets,
     txt_kind,
     unexpected_values,
     walk_spf,
@@ -239,19 +240,37 @@ def test_parse_dmarc_problems(text: str, problems: list[str]) -> None:
     assert parse_dmarc(text)[1] == problems
 
 
+def test_tree_walk_targets_follow_rfc_9989() -> None:
+    """RFC 9989 §4.10: one label less per step; from 8 labels on, a shortcut to the 7 rightmost labels."""
+    assert tree_walk_targets("a.mail.example.com") == ["a.mail.example.com", "mail.example.com", "example.com", "com"]
+    assert tree_walk_targets("a.b.c.d.e.f.g.h.i.j.mail.example.com") == [
+        "a.b.c.d.e.f.g.h.i.j.mail.example.com",
+        "g.h.i.j.mail.example.com",
+        "h.i.j.mail.example.com",
+        "i.j.mail.example.com",
+        "j.mail.example.com",
+        "mail.example.com",
+        "example.com",
+        "com",
+    ]
+    assert len(tree_walk_targets("1.2.3.4.5.6.7.8")) == 8
+
+
 @pytest.mark.parametrize(
-    ("domain", "destination", "needed"),
+    ("start", "found", "org"),
     [
-        ("example.com", "example.com", False),
-        ("example.com", "reports.example.com", False),
-        ("mail.example.com", "example.com", False),
-        ("another.com", "example.com", True),
-        ("example.com", "dmarc.vendor.test", True),
+        # The examples of RFC 9989 §4.10.2, in order.
+        ("a.mail.example.com", [("mail.example.com", None), ("example.com", None)], "example.com"),
+        ("a.mail.example.com", [("mail.example.com", "n")], "mail.example.com"),
+        ("a.mail.example.com", [("com", "y")], "example.com"),
+        # psd=y at the start itself does not count; nothing found: the start is its own.
+        ("example.com", [("example.com", "y")], "example.com"),
+        ("b.example.com", [], "b.example.com"),
+        ("b.example.com", [("b.example.com", None), ("example.com", None)], "example.com"),
     ],
 )
-def test_report_authorization_needed(domain: str, destination: str, needed: bool) -> None:
-    """RFC 7489 §7.1: only reports to another organization need `<domain>._report._dmarc.<dest>`."""
-    assert needs_report_authorization(domain, destination) is needed
+def test_organizational_domain_selection(start: str, found: list[tuple[str, str | None]], org: str) -> None:
+    assert organizational_domain(start, found) == org
 
 
 def test_dkim_key_ignores_whitespace_and_detects_revocation() -> None:
