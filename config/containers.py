@@ -167,7 +167,8 @@ def tls_mounts(settings: MailSettings) -> tuple[Mount, ...]:
         host_path = data_path(settings, LETSENCRYPT_SUBDIR)
     else:
         return ()
-    # The whole tree, read-only: live/ holds relative symlinks into archive/ (reference/tls-and-updates.md §4).
+    # The whole tree, read-only: live/ holds relative symlinks into archive/ (DMS docs
+    # config/security/ssl.md "Let's Encrypt"; target/scripts/helpers/ssl.sh reads live/<name>/).
     return (Mount(LETSENCRYPT_CONTAINER_DIR, host_path=host_path, read_only=True),)
 
 
@@ -243,7 +244,7 @@ def certbot_script(settings: MailSettings) -> str:
     per week for the same names). A failed first issuance waits an hour before the container exits
     and Docker restarts it: 5 failed validations per hour are allowed, and a tight retry loop would
     lock the name out. A lineage issued by the staging CA is never "due", so leaving staging forces
-    one renewal (reference/tls-and-updates.md §1).
+    one renewal (certbot main.py `_handle_identical_cert_request`; Let's Encrypt rate-limits docs).
     """
     t = settings.tls
     host = settings.hostname
@@ -282,7 +283,7 @@ def certbot_container(settings: MailSettings) -> ContainerSpec[str] | None:
     ports: tuple[PortBinding, ...] = ()
     if challenge == "dns-cloudflare":
         # The directory, not the file: the file is replaced by rename, and a single-file bind
-        # mount would keep showing the old inode (reference/docker-mailserver.md §6, Caddy note).
+        # mount would keep showing the old inode (DMS docs config/security/ssl.md, Caddy section).
         mounts.append(
             Mount(CLOUDFLARE_CREDENTIALS_DIR, host_path=data_path(settings, CERTBOT_SECRETS_SUBDIR), read_only=True)
         )
@@ -315,7 +316,7 @@ def watchtower_container(settings: MailSettings) -> ContainerSpec[str] | None:
         name=f"mailstack-{settings.stack}-watchtower",
         image=settings.watchtower_image,
         # Daily, removing replaced images, and only containers labelled enable=true (the DMS
-        # container): nothing else on the host is touched (reference/tls-and-updates.md §3).
+        # container): nothing else on the host is touched (Watchtower docs, arguments: --label-enable).
         command=("--interval", "86400", "--cleanup", "--label-enable"),
         mounts=(Mount("/var/run/docker.sock", host_path="/var/run/docker.sock"),),
         restart="unless-stopped",

@@ -19,7 +19,7 @@ SELF_SIGNED_CERT = "ssl/cert.pem"
 SELF_SIGNED_KEY = "ssl/key.pem"
 LETSENCRYPT_CONTAINER_DIR = "/etc/letsencrypt"
 
-# Profiles (reference/docker-mailserver.md §2 "pick one stack"). `minimal` is the light legacy
+# Profiles (DMS docs config/environment.md; target/scripts/startup/variables-stack.sh). `minimal` is the light legacy
 # stack that fits a 1 GB Pi; `standard` is DMS's Rspamd recipe (config/security/rspamd.md), where
 # Rspamd does DKIM signing, DMARC and SPF itself, so the milters it replaces are off.
 PROFILE_ENV: dict[str, dict[str, str]] = {
@@ -29,7 +29,7 @@ PROFILE_ENV: dict[str, dict[str, str]] = {
         "ENABLE_POLICYD_SPF": "1",
         "ENABLE_AMAVIS": "0",  # DMS default is 1; it only feeds SpamAssassin/ClamAV, both off
         "ENABLE_SPAMASSASSIN": "0",
-        "ENABLE_CLAMAV": "0",  # ~1.2 GiB of signatures in RAM (reference/dietpi.md §5)
+        "ENABLE_CLAMAV": "0",  # ~1.2 GiB of signatures in RAM (ClamAV docs, Docker page)
         "ENABLE_RSPAMD": "0",
         "ENABLE_RSPAMD_REDIS": "0",
         "ENABLE_FAIL2BAN": "0",
@@ -87,7 +87,7 @@ def dms_env(settings: MailSettings) -> tuple[tuple[str, str], ...]:
     }
     if settings.relay is not None:
         # DEFAULT_RELAY_HOST, not the legacy RELAY_HOST/RELAY_PORT pair; the credentials live in
-        # postfix-sasl-password.cf under this exact string (reference/docker-mailserver.md §3).
+        # postfix-sasl-password.cf under this exact string (DMS target/scripts/helpers/relay.sh).
         env["DEFAULT_RELAY_HOST"] = settings.relay.relay_host
     # Derived defaults, not managed keys: a user's env may override them (config/delivery_checks.py
     # refuses only ENABLE_SRS=0 while aliases forward outside the stack).

@@ -1,7 +1,7 @@
 """Texts of the files mailstack writes into DMS's config volume (`<dataDir>/config`).
 
 Pure functions: settings and key material in, file text out. Formats follow DMS v15.1
-(reference/docker-mailserver.md §3-§5); every file starts with a `#` header, which DMS drops
+(DMS target/scripts/helpers/{accounts,relay}.sh, target/bin/{open-dkim,rspamd-dkim}); every file starts with a `#` header, which DMS drops
 (`_get_valid_lines_from_file` skips comments) and which OpenDKIM, Rspamd (UCL) and Postfix tables
 accept. The header also keeps a file non-empty: an empty command stdin is not sent at all.
 """
@@ -150,7 +150,7 @@ def opendkim_key_table(signers: Sequence[DkimSigner]) -> str:
     """`KeyTable`: `<selector>._domainkey.<domain> <domain>:<selector>:<key path in the container>`.
 
     The path is OpenDKIM's view after DMS copied the directory to /etc/opendkim, not the config
-    volume path (DMS `open-dkim`, reference/docker-mailserver.md §5b).
+    volume path (DMS target/bin/open-dkim, target/scripts/startup/setup.d/dmarc_dkim_spf.sh).
     """
     lines = [
         f"{s.key_name} {s.domain}:{s.selector}:{OPENDKIM_CONTAINER_DIR}/keys/{s.domain}/{s.selector}.private\n"
@@ -218,7 +218,7 @@ def signer_fingerprint(files: Mapping[str, str], public_keys: Mapping[str, str])
     """sha256 over the signer files DMS does not reload by itself, and the active PUBLIC keys.
 
     OpenDKIM's files are copied only at container start, and Rspamd can read a new key only after
-    DMS's start-up `chown -R _rspamd` of `rspamd/dkim/` (reference/docker-mailserver.md §4-§5). A
+    DMS's start-up `chown -R _rspamd` of `rspamd/dkim/` (v15.1.0 target/scripts/startup/setup-stack.sh:101-105). A
     container label carrying this value makes a new domain, selector or key replace the container.
     The public key stands in for its private key: secret material never goes into a label.
 

@@ -25,7 +25,7 @@ DEFAULT_DKIM_BITS: Literal[2048] = 2048
 DEFAULT_DMARC_POLICY: DmarcPolicy = "quarantine"
 DEFAULT_SPF_POLICY: SpfPolicy = "-all"
 # A 1 GB Pi: the minimal profile (no ClamAV/Amavis/Rspamd) lives well inside 768 MB; Rspamd and its
-# Redis want roughly twice that (reference/dietpi.md §5).
+# Redis want roughly twice that (DMS README: 1 GB "may run into problems without swap", ClamAV alone ~1.2 GiB).
 DEFAULT_MEMORY_MB = {"minimal": 768, "standard": 1536}
 
 DmarcPolicy = Literal["none", "quarantine", "reject"]

@@ -1,7 +1,8 @@
 """Account password hashes for DMS's `postfix-accounts.cf`: SHA512-CRYPT, stable across runs.
 
 DMS documents only `{SHA512-CRYPT}` (its `setup email add` runs `doveadm pw -s SHA512-CRYPT`), and
-Dovecot's passwd-file passdb reads the scheme from that prefix (reference/docker-mailserver.md §4).
+Dovecot's passwd-file passdb reads the scheme from that prefix (DMS target/bin/addmailuser,
+target/dovecot/auth-passwdfile.inc).
 
 A random salt would give a new file text on every `pulumi preview`, i.e. a permanent diff and a
 rewrite of the accounts file on every `up`. The salt is therefore derived: HMAC-SHA256 keyed with a

@@ -1,4 +1,5 @@
-"""What the mailstack commands (render, verify, adopt) share: exit codes and one style of error.
+"""What the mailstack commands (render, verify, adopt) share: exit codes, one style of error, and the
+`mailstack render|verify|adopt` console script (`python -m mailstack.<cmd>` works too).
 
 Errors go to standard error as plain text, never through a terminal renderer: rich wraps at 80
 columns when the output is not a terminal, which split `pulumi config set …` fix commands in
@@ -9,7 +10,9 @@ fix) follow unchanged.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 EXIT_OK = 0
@@ -34,3 +37,21 @@ def error_text(command: str, message: str) -> str:
 def print_error(command: str, message: str, stream: TextIO | None = None) -> None:
     """Write error_text to standard error, unwrapped."""
     (stream or sys.stderr).write(error_text(command, message).rstrip("\n") + "\n")
+
+
+COMMANDS = {"render": "mailstack.render", "verify": "mailstack.verify", "adopt": "mailstack.adopt"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
+        out = sys.stdout if args and args[0] in ("-h", "--help") else sys.stderr
+        print(f"usage: mailstack {{{','.join(COMMANDS)}}} [options]  (mailstack <command> --help)", file=out)
+        return 0 if out is sys.stdout else 2
+    module = importlib.import_module(COMMANDS[args[0]])
+    code: int = module.main(args[1:])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -142,7 +142,7 @@ def compose_document(settings: MailSettings, *, signer_fingerprint: str) -> dict
         **{name: service_document(spec) for name, spec in specs.items() if name != MAIL_SERVICE},
     }
     volumes = sorted({m.volume_name for spec in specs.values() for m in spec.mounts if m.volume_name})
-    return _escape(
+    escaped: dict[str, Any] = _escape(
         {
             "name": f"mailstack-{settings.stack}",
             "services": documents,
@@ -150,6 +150,7 @@ def compose_document(settings: MailSettings, *, signer_fingerprint: str) -> dict
             "volumes": {volume: {"name": volume} for volume in volumes},
         }
     )
+    return escaped
 
 
 def _escape(value: Any) -> Any:

@@ -5,19 +5,25 @@ and writes, from the same pure builders the components use: `compose.yaml`, `mai
 config directory, one BIND zone file per DNS zone, and `records.md`.
 
 Values that live in Pulumi state (DKIM keys, generated passwords, the password-hash seed, the
-self-signed certificate) do not exist outside it, so a render generates fresh ones and says so: a
-rendered DKIM record matches the rendered key, not the key a deployed stack holds.
+self-signed certificate) do not exist outside it, so the first render generates them and says so: a
+rendered DKIM record matches the rendered key, not the key a deployed stack holds. They are kept in
+the output directory (`render-state.json`, 0600) and reused, the way `pulumi up` reuses its state:
+rendering again with the same config writes byte-identical files and leaves them untouched.
 
 Exit codes: 0 rendered; 1 the configuration has problems (all listed); 2 a file could not be read
-or written (stack file, passphrase, output directory).
+or written (stack file, passphrase, output directory, render-state.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import datetime
+import json
 import os
 import secrets
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -55,30 +61,26 @@ MARKER = ".mailstack-render"
 MARKER_HEADER = "# written by `python -m mailstack.render`; the next render replaces the files listed here\n"
 
 
-def _remove_previous(out: Path) -> None:
-    """Delete the files the previous render listed in its marker, then directories left empty."""
-    root = out.resolve()
-    for line in (out / MARKER).read_text().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        path = (out / line).resolve()
-        if root not in path.parents:  # a hand-edited marker must not reach outside `out`
-            continue
-        path.unlink(missing_ok=True)
-        for parent in path.parents:
-            if parent == root:
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-
-
-"""Marks a directory as render output, so a second render may replace it and nothing else is ever deleted."""
+# The line above is the marker's header; the marker marks a directory as render output, so a second
+# render may update it, and lists the files the render wrote, so exactly those may be removed later.
 CONFIG_DIR = containers.CONFIG_SUBDIR
 """DMS's config volume, relative to the output directory as to `target.dataDir` (mounted at /tmp/docker-mailserver)."""
 ZONES_DIR = "zones"
 GENERATED_PASSWORDS = "generated-passwords.txt"
+STATE_FILE = "render-state.json"
+"""What a deployed stack keeps in Pulumi state (DKIM keys, generated passwords, hash seed, self-signed
+certificate), kept here (0600) so the next render reuses it."""
+STATE_VERSION = 1
+MOUNTED_DIRS = frozenset({CONFIG_DIR, containers.CERTBOT_SECRETS_SUBDIR, containers.LETSENCRYPT_SUBDIR})
+"""Directories a container bind-mounts (relative to the data dir): never removed or recreated, since a
+running container would keep the deleted directory (DMS's change detector then fails with
+`check-for-changes.sh.lock: No such file or directory` until a restart)."""
+DIR_MODE = 0o755
+"""As the stack's file writer (components/host_target.py) makes them: services that run as their own
+user must traverse the tree. DMS v15.1.0 chowns only `rspamd/dkim/` to `_rspamd`
+(target/scripts/startup/setup-stack.sh:101-105) and makes only the config root traversable
+(`chmod +x /tmp/docker-mailserver`, ibid. 107-111); with `rspamd/` at 0700 Rspamd logs `cannot load
+dkim key … Permission denied` and mail goes out unsigned."""
 
 KeyId = tuple[str, str]
 """(domain, selector)."""
@@ -114,6 +116,8 @@ class OutputFile:
     """Written 0600: private keys, password hashes, credentials."""
     incomplete: str | None = None
     """Why the text is not what the stack would deploy (a secret that could not be decrypted)."""
+    needs: tuple[str, ...] = ()
+    """The config paths of the undecrypted secrets behind `incomplete`."""
 
 
 @dataclass(frozen=True)
@@ -191,20 +195,127 @@ def self_signed_cert(spec: SelfSignedCertSpec, key_pem: str, *, now: datetime.da
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
 
 
-def fresh_state(settings: MailSettings, *, new_key: Callable[[int], str] = new_rsa_key) -> StackState:
-    """Generate what Pulumi state would hold: DKIM keys, passwords, the hash seed, the self-signed certificate."""
-    keys = {
-        (domain.name, selector): new_key(domain.dkim.bits)
-        for domain in settings.domains
-        for selector in dkim_selectors(domain)
+def fresh_state(
+    settings: MailSettings,
+    *,
+    new_key: Callable[[int], str] = new_rsa_key,
+    previous: StackState | None = None,
+) -> StackState:
+    """What Pulumi state would hold: DKIM keys, passwords, the hash seed, the self-signed certificate.
+
+    Each value is taken from `previous` (an earlier render's `render-state.json`) when it still fits
+    the settings, as Pulumi keeps a resource whose inputs did not change: a DKIM key of the same size,
+    the password of an account that still has none in its config, the seed, a certificate for the
+    same names and key size that has not expired. Everything else is generated.
+    """
+    old = previous or StackState({}, {}, b"")
+    keys = {}
+    for domain in settings.domains:
+        for selector in dkim_selectors(domain):
+            kept = old.dkim_private_keys.get((domain.name, selector))
+            fits = kept is not None and _rsa_bits(kept) == domain.dkim.bits
+            keys[(domain.name, selector)] = kept if kept is not None and fits else new_key(domain.dkim.bits)
+    passwords = {
+        a.address: old.passwords.get(a.address) or _new_password() for a in settings.accounts if a.password is None
     }
-    passwords = {a.address: _new_password() for a in settings.accounts if a.password is None}
+    seed = old.password_seed if len(old.password_seed) == SEED_BYTES else secrets.token_bytes(SEED_BYTES)
     self_signed = None
     cert_spec = containers.self_signed_cert_spec(settings)
     if cert_spec is not None:
-        key_pem = new_key(cert_spec.rsa_bits)
-        self_signed = SelfSignedCert(key_pem, self_signed_cert(cert_spec, key_pem))
-    return StackState(keys, passwords, secrets.token_bytes(SEED_BYTES), self_signed)
+        self_signed = old.self_signed if _cert_fits(old.self_signed, cert_spec) else None
+        if self_signed is None:
+            key_pem = new_key(cert_spec.rsa_bits)
+            self_signed = SelfSignedCert(key_pem, self_signed_cert(cert_spec, key_pem))
+    return StackState(keys, passwords, seed, self_signed)
+
+
+def _rsa_bits(private_pem: str) -> int | None:
+    try:
+        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    except ValueError:
+        return None
+    return key.key_size if isinstance(key, rsa.RSAPrivateKey) else None
+
+
+def _cert_fits(cert: SelfSignedCert | None, spec: SelfSignedCertSpec) -> bool:
+    if cert is None or _rsa_bits(cert.key_pem) != spec.rsa_bits:
+        return False
+    try:
+        parsed = x509.load_pem_x509_certificate(cert.cert_pem.encode())
+        names = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    return (
+        names.get_values_for_type(x509.DNSName) == list(spec.dns_names)
+        and parsed.public_key() == serialization.load_pem_private_key(cert.key_pem.encode(), None).public_key()
+        and parsed.not_valid_after_utc > datetime.datetime.now(datetime.UTC)
+    )
+
+
+class StateFileError(OSError):
+    """render-state.json exists but cannot be used (unreadable, not a render's, malformed)."""
+
+
+def state_text(state: StackState) -> str:
+    """`render-state.json`: the state as sorted JSON, so the same state gives the same bytes."""
+    document = {
+        "comment": "Secrets generated by `mailstack render`, reused by the next render (as Pulumi state is). "
+        "Keep it private (0600); delete it to generate new DKIM keys, passwords and certificate.",
+        "version": STATE_VERSION,
+        "passwordSeed": base64.b64encode(state.password_seed).decode(),
+        "dkimPrivateKeys": {f"{domain}/{selector}": pem for (domain, selector), pem in state.dkim_private_keys.items()},
+        "generatedPasswords": dict(state.passwords),
+        "selfSigned": None
+        if state.self_signed is None
+        else {"keyPem": state.self_signed.key_pem, "certPem": state.self_signed.cert_pem},
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def read_state(out: Path) -> StackState | None:
+    """The state an earlier render left in `out`; None when there is none.
+
+    Raises:
+        StateFileError: the file exists but cannot be read or is not a render's state. Nothing is
+            regenerated silently then: new DKIM keys would no longer match the published records.
+    """
+    path = out / STATE_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise StateFileError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        return read_state_text(text)
+    except ValueError as err:
+        raise StateFileError(
+            f"{path} is not a render state ({err}); restore it, or delete it to generate new secrets "
+            "(new DKIM keys must then be published again)"
+        ) from None
+
+
+def read_state_text(text: str) -> StackState:
+    """Parse `state_text`'s output.
+
+    Raises:
+        ValueError: not a render state of this version.
+    """
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            raise ValueError(f"not version {STATE_VERSION}")
+        keys = {}
+        for key_id, pem in doc["dkimPrivateKeys"].items():
+            domain, selector = key_id.split("/")
+            keys[(domain, selector)] = str(pem)
+        passwords = {str(k): str(v) for k, v in doc["generatedPasswords"].items()}
+        seed = base64.b64decode(doc["passwordSeed"], validate=True)
+        cert = doc["selfSigned"]
+        self_signed = None if cert is None else SelfSignedCert(str(cert["keyPem"]), str(cert["certPem"]))
+    except (KeyError, TypeError, AttributeError, binascii.Error) as err:
+        raise ValueError(f"{type(err).__name__}: {err}") from None
+    return StackState(keys, passwords, seed, self_signed)
 
 
 def _new_password() -> str:
@@ -217,6 +328,8 @@ def render_stack(
     *,
     undecrypted: Sequence[str] = (),
     cloudflare_token: str | None = None,
+    placeholders: Mapping[str, str] | None = None,
+    reused: StackState | None = None,
 ) -> Rendering:
     """Every output file of a stack (pure apart from what `state` carries).
 
@@ -225,6 +338,9 @@ def render_stack(
         state: DKIM keys, generated passwords, the hash seed and the self-signed certificate.
         undecrypted: config paths whose secret was replaced by a placeholder (no passphrase).
         cloudflare_token: the stack's `cloudflare:apiToken`, for certbot's DNS-01 credentials.
+        placeholders: config path → its placeholder (`StackConfig.placeholders`), so each incomplete
+            file names only the secrets it contains; None names every undecrypted path.
+        reused: the earlier render's state, to say which values were kept rather than generated.
 
     Raises:
         ValueError: the settings need a value that `state` or `cloudflare_token` does not carry.
@@ -242,8 +358,9 @@ def render_stack(
     files.append(OutputFile("records.md", records_markdown(settings, records)))
     if state.passwords:
         files.append(OutputFile(GENERATED_PASSWORDS, _generated_passwords_text(state.passwords), secret=True))
-    files = [_mark_incomplete(f, settings, undecrypted) for f in files]
-    return Rendering(tuple(files), _generated_notes(settings, state))
+    files.append(OutputFile(STATE_FILE, state_text(state), secret=True))
+    files = [_mark_incomplete(f, settings, undecrypted, placeholders) for f in files]
+    return Rendering(tuple(files), _generated_notes(state, reused))
 
 
 def _tls_files(settings: MailSettings, state: StackState, cloudflare_token: str | None) -> list[OutputFile]:
@@ -364,83 +481,221 @@ def _generated_passwords_text(passwords: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mark_incomplete(file: OutputFile, settings: MailSettings, undecrypted: Sequence[str]) -> OutputFile:
-    """Flag files whose text depends on a secret that was not decrypted.
+def _mark_incomplete(
+    file: OutputFile, settings: MailSettings, undecrypted: Sequence[str], placeholders: Mapping[str, str] | None
+) -> OutputFile:
+    """Flag files whose text depends on a secret that was not decrypted, naming exactly those secrets.
 
     Most placeholders show up verbatim in a text; account passwords do not (only their hash does),
     so the accounts file is flagged from the settings.
     """
-    reasons: list[str] = []
     if file.path == f"{CONFIG_DIR}/{dms_files.ACCOUNTS}":
         missing = [
             a.address
             for a in settings.accounts
             if a.password is not None and a.password.get_secret_value().startswith(PLACEHOLDER_PREFIX)
         ]
-        if missing:
-            reasons.append(f"encrypted password of {', '.join(missing)}")
-    elif PLACEHOLDER_PREFIX in file.text:
-        paths = [p for p in undecrypted if not p.startswith("mailstack:accounts")]
-        reasons.append(f"placeholder for {', '.join(paths) if paths else 'an encrypted value'}")
-    if not reasons:
+        if not missing:
+            return file
+        needs = tuple(p for p in undecrypted if p.startswith("mailstack:accounts"))
+        return replace(file, incomplete=f"encrypted password of {', '.join(missing)}", needs=needs)
+    if PLACEHOLDER_PREFIX not in file.text or file.path == STATE_FILE:
         return file
-    return replace(file, incomplete="; ".join(reasons))
+    if placeholders is None:
+        needs = tuple(p for p in undecrypted if not p.startswith("mailstack:accounts"))
+    else:
+        needs = tuple(path for path, placeholder in placeholders.items() if placeholder in file.text)
+    return replace(
+        file, incomplete=f"placeholder for {', '.join(needs) if needs else 'an encrypted value'}", needs=needs
+    )
 
 
-def _generated_notes(settings: MailSettings, state: StackState) -> tuple[str, ...]:
-    names = ", ".join(f"{selector}._domainkey.{domain}" for domain, selector in state.dkim_private_keys)
-    notes = [f"DKIM keys ({names}): generated here; a deployed stack signs with its own keys from Pulumi state"]
-    if state.passwords:
-        notes.append(
-            f"passwords of {', '.join(sorted(state.passwords))}: generated here, written to {GENERATED_PASSWORDS}"
-        )
-    notes.append("password-hash seed: generated here, so the hashes differ from a deployed stack's")
+def _generated_notes(state: StackState, reused: StackState | None) -> tuple[str, ...]:
+    """One line per kind of state value: generated by this render, or kept from the last one."""
+    old = reused or StackState({}, {}, b"")
+
+    def origin(kept: bool) -> str:
+        return f"kept from {STATE_FILE}" if kept else f"generated here, kept in {STATE_FILE}"
+
+    notes = []
+    for kept in (False, True):
+        names = [
+            f"{selector}._domainkey.{domain}"
+            for (domain, selector), pem in state.dkim_private_keys.items()
+            if (old.dkim_private_keys.get((domain, selector)) == pem) is kept
+        ]
+        if names:
+            notes.append(
+                f"DKIM keys ({', '.join(names)}): {origin(kept)}; a deployed stack signs with its own keys "
+                "from Pulumi state"
+            )
+    for kept in (False, True):
+        addresses = sorted(a for a, pw in state.passwords.items() if (old.passwords.get(a) == pw) is kept)
+        if addresses:
+            notes.append(f"passwords of {', '.join(addresses)}: {origin(kept)}, listed in {GENERATED_PASSWORDS}")
+    notes.append(
+        f"password-hash seed: {origin(old.password_seed == state.password_seed)}; the hashes differ from a "
+        "deployed stack's"
+    )
     if state.self_signed is not None:
-        notes.append("self-signed certificate: generated here; a deployed stack has its own in Pulumi state")
+        notes.append(
+            f"self-signed certificate: {origin(old.self_signed == state.self_signed)}; a deployed stack has its "
+            "own in Pulumi state"
+        )
     return tuple(notes)
 
 
-def write_rendering(rendering: Rendering, out: Path) -> None:
-    """Write the files: directories 0700, secret files 0600, others 0644.
+@dataclass(frozen=True)
+class WriteResult:
+    written: tuple[str, ...]
+    """Files whose bytes or mode changed (or that are new), replaced by rename."""
+    unchanged: tuple[str, ...]
+    """Files already holding exactly these bytes and mode: not touched (same inode, same mtime)."""
+    removed: tuple[str, ...]
+    """Files the previous render wrote that this one no longer renders."""
 
-    The marker file lists what the previous render wrote; exactly those files are removed first, so
-    files of a removed domain do not linger while anything else in the directory survives (with
-    `--data-dir` pointing here, certbot's `letsencrypt/` must never be wiped: Let's Encrypt allows
-    5 duplicate certificates a week). Any other non-empty directory is refused.
+
+def write_rendering(rendering: Rendering, out: Path) -> WriteResult:
+    """Update the output directory in place: secret files 0600, others 0644, directories 0755.
+
+    Every file is first written to a temporary file in its own directory; only when all of them are
+    written are they renamed over their targets (rename is atomic within a directory), so a render
+    that fails part-way (disk full, a permission) leaves the previous render exactly as it was, and
+    DMS's change detector never hashes a half-written file. A file whose bytes and mode are already
+    right is not touched. Existing files keep their owner: DMS chowns `rspamd/dkim/` to `_rspamd` at
+    start, and a rewritten key must stay readable for Rspamd. Directories are created when missing,
+    never removed or recreated where a container mounts them (`config/`, `certbot/`, `letsencrypt/`).
+
+    The marker file lists what the render wrote; after the new files are in place, files of the
+    previous render that are no longer rendered (a removed domain's key and zone) are removed, and
+    nothing else (with `--data-dir` pointing here, certbot's `letsencrypt/` must never be wiped: Let's
+    Encrypt allows 5 duplicate certificates a week). Any other non-empty directory is refused.
 
     Raises:
         OSError: the directory cannot be written, or holds something that is not a render.
     """
-    if out.exists():
-        if not out.is_dir():
-            raise NotADirectoryError(f"{out} exists and is not a directory")
-        if any(out.iterdir()):
-            if not (out / MARKER).is_file():
-                raise FileExistsError(
-                    f"{out} is not empty and was not written by mailstack render; choose another --out"
-                )
-            _remove_previous(out)
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(out, 0o700)
-    listing = "".join(f"{file.path}\n" for file in rendering.files)
-    _write(out / MARKER, MARKER_HEADER + listing, 0o644)
-    for file in rendering.files:
-        target = out / file.path
-        for parent in reversed(target.relative_to(out).parents[:-1]):
-            directory = out / parent
-            directory.mkdir(mode=0o700, exist_ok=True)
-        _write(target, file.text, 0o600 if file.secret else 0o644)
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    # Open with the final mode so a secret is never readable by others, not even for a moment;
-    # fchmod then overrides the umask (which could only narrow it) so the mode is exact.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    previous = _previous_listing(out)
+    if not out.exists():
+        # The root is no mount (config/ below it is) and holds render-state.json: private.
+        out.mkdir(mode=0o700, parents=True)
+        os.chmod(out, 0o700)
+    marker = OutputFile(MARKER, MARKER_HEADER + "".join(f"{f.path}\n" for f in rendering.files))
+    staged: list[tuple[Path, Path, str]] = []
+    unchanged: list[str] = []
+    created: list[Path] = []
     try:
-        os.fchmod(fd, mode)
-        os.write(fd, text.encode())
-    finally:
+        for file in (*rendering.files, marker):
+            target = out / file.path
+            _ensure_dirs(out, target.parent, created)
+            mode = 0o600 if file.secret else 0o644
+            data = file.text.encode()
+            if _holds(target, data, mode):
+                unchanged.append(file.path)
+                continue
+            staged.append((_stage(target, data, mode), target, file.path))
+    except BaseException:
+        for tmp, _, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for directory in reversed(created):
+            directory.rmdir()
+        raise
+    # The marker goes last: until it is renamed, the old one still lists the old files.
+    for tmp, target, _ in staged:
+        os.replace(tmp, target)
+    rendered = {f.path for f in rendering.files} | {MARKER}
+    removed = [p for p in previous if p not in rendered and _remove_stale(out, p)]
+    written = tuple(p for _, _, p in staged if p != MARKER)
+    return WriteResult(written, tuple(p for p in unchanged if p != MARKER), tuple(removed))
+
+
+def _previous_listing(out: Path) -> list[str]:
+    """The files the previous render in `out` listed; [] for a missing or empty directory."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a directory")
+    if not any(out.iterdir()):
+        return []
+    if not (out / MARKER).is_file():
+        raise FileExistsError(f"{out} is not empty and was not written by mailstack render; choose another --out")
+    return [line for line in (out / MARKER).read_text().splitlines() if line and not line.startswith("#")]
+
+
+def _ensure_dirs(out: Path, directory: Path, created: list[Path]) -> None:
+    """Create missing directories below `out` with DIR_MODE (appended to `created`); fix the mode of
+    ones an older render made 0700."""
+    for parent in reversed(directory.relative_to(out).parents[:-1]):
+        _ensure_dir(out / parent, created)
+    if directory != out:
+        _ensure_dir(directory, created)
+
+
+def _ensure_dir(path: Path, created: list[Path]) -> None:
+    try:
+        path.mkdir(mode=DIR_MODE)
+        created.append(path)
+    except FileExistsError:
+        if not path.is_dir() or path.is_symlink():
+            raise NotADirectoryError(f"{path} exists and is not a directory") from None
+    if stat.S_IMODE(path.stat().st_mode) != DIR_MODE:
+        os.chmod(path, DIR_MODE)  # chmod, not recreate: a container may have it mounted
+
+
+def _holds(path: Path, data: bytes, mode: int) -> bool:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        raise IsADirectoryError(f"{path} exists and is not a regular file")
+    return stat.S_IMODE(info.st_mode) == mode and info.st_size == len(data) and path.read_bytes() == data
+
+
+def _stage(target: Path, data: bytes, mode: int) -> Path:
+    """Write `data` to a new temporary file next to `target`, with the final mode and target's owner."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    # Created with the final mode, so a secret is never readable by others, not even for a moment;
+    # fchmod then overrides the umask (which could only narrow it) so the mode is exact.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as stream:
+            os.fchmod(fd, mode)
+            try:
+                info = target.stat()
+                os.fchown(fd, info.st_uid, info.st_gid)
+            except FileNotFoundError:
+                pass
+            except PermissionError:
+                pass  # not root: the file becomes the writer's, as `chown --reference` failing does
+            stream.write(data)
+            stream.flush()
+            os.fsync(fd)
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _remove_stale(out: Path, relative: str) -> bool:
+    """Remove a file the previous render wrote, then its directories left empty (never a mounted one)."""
+    root = out.resolve()
+    path = (out / relative).resolve()
+    if root not in path.parents:  # a hand-edited marker must not reach outside `out`
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    for parent in path.parents:
+        if parent == root or str(parent.relative_to(root)) in MOUNTED_DIRS:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -453,7 +708,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument(
-        "--out", required=True, type=Path, help="output directory (created; a previous render is replaced)"
+        "--out",
+        required=True,
+        type=Path,
+        help="output directory (created; a previous render is updated in place, unchanged files untouched)",
     )
     parser.add_argument(
         "--project-dir",
@@ -465,6 +723,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         help="host directory the compose file mounts (default: the stack's target.dataDir); e.g. the absolute "
         "path of --out, to run `docker compose up` right there",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print what was written as JSON on stdout (files, incomplete ones and the secrets behind them, "
+        "where generated secrets are kept); never a secret value",
     )
     return parser
 
@@ -487,35 +751,86 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     if args.data_dir:
         settings = replace(settings, target=replace(settings.target, data_dir=args.data_dir.rstrip("/")))
     token = stack.raw.get(CF_TOKEN_KEY)
+    try:
+        previous = read_state(args.out)
+    except StateFileError as exc:
+        print_error("render", str(exc))
+        return EXIT_IO
     rendering = render_stack(
         settings,
-        fresh_state(settings),
+        fresh_state(settings, previous=previous),
         undecrypted=stack.undecrypted,
         cloudflare_token=token if isinstance(token, str) else None,
+        placeholders=stack.placeholders,
+        reused=previous,
     )
     try:
-        write_rendering(rendering, args.out)
+        result = write_rendering(rendering, args.out)
     except OSError as exc:
         print_error("render", f"cannot write {args.out}: {exc}")
         return EXIT_IO
-    _report(out, rendering, stack, args.out)
+    if args.json:
+        document = report_document(rendering, result, stack, args.out)
+        document["warnings"] = [warning.render()[2:] for warning in settings.warnings]
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    _report(out, rendering, result, stack, args.out)
     for warning in settings.warnings:
         out.print(f"[yellow]warning:[/yellow] {escape(warning.render()[2:])}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
-def _report(console: Console, rendering: Rendering, stack: StackConfig, out: Path) -> None:
+def report_document(rendering: Rendering, result: WriteResult, stack: StackConfig, out: Path) -> dict[str, object]:
+    """`--json`: what was written, what is incomplete and why, where generated secrets are; no secret value."""
+    written = set(result.written)
+    return {
+        "stack": stack.stack,
+        "out": str(out),
+        "files": [
+            {
+                "path": f.path,
+                "mode": "0600" if f.secret else "0644",
+                "secret": f.secret,
+                "status": "written" if f.path in written else "unchanged",
+                "incomplete": f.incomplete,
+                "needs": list(f.needs),
+            }
+            for f in rendering.files
+        ],
+        "removed": list(result.removed),
+        "incomplete": {f.path: list(f.needs) for f in rendering.incomplete},
+        "undecrypted": list(stack.undecrypted),
+        "generatedSecrets": {
+            "stateFile": STATE_FILE,
+            "passwordsFile": GENERATED_PASSWORDS
+            if any(f.path == GENERATED_PASSWORDS for f in rendering.files)
+            else None,
+            "notes": list(rendering.generated),
+        },
+    }
+
+
+def _report(console: Console, rendering: Rendering, result: WriteResult, stack: StackConfig, out: Path) -> None:
     """What was written, what was generated here, what is incomplete; never a secret value."""
-    table = Table(title=f"stack {stack.stack}: {len(rendering.files)} files in {out}", title_justify="left")
+    title = (
+        f"stack {stack.stack}: {len(rendering.files)} files in {out} "
+        f"({len(result.written)} written, {len(result.unchanged)} unchanged, {len(result.removed)} removed)"
+    )
+    table = Table(title=title, title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("mode")
     table.add_column("note")
+    written = set(result.written)
     for file in rendering.files:
-        note = f"[yellow]incomplete: {escape(file.incomplete)}[/yellow]" if file.incomplete else ""
+        note = "written" if file.path in written else "unchanged"
+        if file.incomplete:
+            note += f", [yellow]incomplete: {escape(file.incomplete)}[/yellow]"
         table.add_row(escape(file.path), "0600" if file.secret else "0644", note)
     console.print(table)
+    for path in result.removed:
+        console.print(f"removed: {escape(path)} (no longer rendered)")
     for line in rendering.generated:
-        console.print(f"generated: {escape(line)}")
+        console.print(f"secrets: {escape(line)}")
     if stack.undecrypted:
         console.print(
             f"[yellow]{len(rendering.incomplete)} file(s) incomplete:[/yellow] no passphrase, so these secrets are "

@@ -187,6 +187,8 @@ class StackConfig:
     """Top-level keys holding at least one secure value (Pulumi marks the whole key secret)."""
     undecrypted: tuple[str, ...] = ()
     """Config paths (`mailstack:relay.password`) whose value is a placeholder: no passphrase was given."""
+    placeholders: Mapping[str, str] = field(default_factory=dict)
+    """Config path → the placeholder standing in for it, so a file can name exactly the secrets it lacks."""
 
 
 def load_stack(project_dir: Path, stack: str, *, passphrase: str | None) -> StackConfig:
@@ -225,13 +227,14 @@ def load_stack(project_dir: Path, stack: str, *, passphrase: str | None) -> Stac
     crypter = _crypter_for(stack_doc, stack_config, passphrase, stack_path)
     secret_keys: set[str] = set()
     undecrypted: list[str] = []
+    placeholders: dict[str, str] = {}
     for key, value in stack_config.items():
         full = _full_key(str(key), project)
-        opened, found = _open(value, crypter, (full,), undecrypted)
+        opened, found = _open(value, crypter, (full,), undecrypted, placeholders)
         if found:
             secret_keys.add(full)
         raw[full] = _as_program_value(opened)
-    return StackConfig(project, stack, raw, frozenset(secret_keys), tuple(undecrypted))
+    return StackConfig(project, stack, raw, frozenset(secret_keys), tuple(undecrypted), placeholders)
 
 
 def set_secret(
@@ -275,27 +278,33 @@ def _crypter_for(
 
 
 def _open(
-    value: object, crypter: SymmetricCrypter | None, path: tuple[str, ...], undecrypted: list[str]
+    value: object,
+    crypter: SymmetricCrypter | None,
+    path: tuple[str, ...],
+    undecrypted: list[str],
+    placeholders: dict[str, str],
 ) -> tuple[object, bool]:
     """Decrypt every secure leaf; returns (plain value, whether any leaf was secure)."""
     if is_secure(value):
         assert isinstance(value, Mapping)
         if crypter is None:
             undecrypted.append(_config_path(path))
-            return PLACEHOLDER_PREFIX + secrets.token_hex(8), True
+            placeholder = PLACEHOLDER_PREFIX + secrets.token_hex(8)
+            placeholders[_config_path(path)] = placeholder
+            return placeholder, True
         return crypter.decrypt(value[_SECURE]), True
     if isinstance(value, Mapping):
         out: dict[str, object] = {}
         found = False
         for k, v in value.items():
-            out[str(k)], leaf_found = _open(v, crypter, (*path, str(k)), undecrypted)
+            out[str(k)], leaf_found = _open(v, crypter, (*path, str(k)), undecrypted, placeholders)
             found |= leaf_found
         return out, found
     if isinstance(value, list):
         items = []
         found = False
         for i, v in enumerate(value):
-            item, leaf_found = _open(v, crypter, (*path, str(i)), undecrypted)
+            item, leaf_found = _open(v, crypter, (*path, str(i)), undecrypted, placeholders)
             items.append(item)
             found |= leaf_found
         return items, found

@@ -83,7 +83,8 @@ class Registration:
 
     @property
     def plain_inputs(self) -> dict[str, Any]:
-        return plain(self.inputs)
+        inputs: dict[str, Any] = plain(self.inputs)
+        return inputs
 
 
 class RecordingMocks(Mocks):
@@ -144,7 +145,7 @@ class RecordingMonitor(MockMonitor):
         self.outputs: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's MockMonitor is untyped
         if request.type != "pulumi:pulumi:Stack":
             urn = self.make_urn(request.parent, request.type, request.name)
             self.registrations.append(
@@ -177,7 +178,7 @@ class RecordingMonitor(MockMonitor):
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
         self.outputs[request.urn] = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
-        return super().RegisterResourceOutputs(request)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]  # as above
 
 
 class ListHandler(logging.Handler):
@@ -214,7 +215,8 @@ class RunResult:
 
     @property
     def plain_outputs(self) -> dict[str, Any]:
-        return plain(self.outputs)
+        outputs: dict[str, Any] = plain(self.outputs)
+        return outputs
 
 
 def stack_config(path: Path | str) -> dict[str, Any]:
@@ -294,7 +296,7 @@ def run_program(
             resolved = await out.future(with_unknowns=True)
             exported[key] = wrap_rpc_secret(resolved) if await out.is_secret() else resolved
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi.runtime.test has no annotations
     def evaluate() -> Any:
         runpy.run_path(str(program), run_name="__main__")
         return collect_exports()

@@ -4,12 +4,15 @@ and compared value by value with what the Pulumi program registers for the same 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from mailstack import compose, render
 from mailstack.stackfile import PLACEHOLDER_PREFIX, new_encryption_salt, set_secret
 from tests.conftest import DEV_STACK, PROD_EXAMPLE, PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values, require_tool
 from tests.harness import ROOT, RunResult, plain, rsa_key_pem, run_program, stack_config, with_values
+from tests.tools import require, require_root, require_user
 
 PASSPHRASE = "render test passphrase"
 
@@ -65,33 +69,37 @@ def test_dev_stack_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     out = tmp_path / "rendered"
     code, stdout, stderr = _main(["--stack", "dev", "--out", str(out), "--project-dir", str(ROOT)], {}, capsys)
     assert (code, stderr) == (0, "")
+    # Directories 0755 as the stack's file writer makes them (services running as their own user,
+    # Rspamd's `_rspamd`, must traverse them); secrets 0600; the state the next render reuses 0600.
     assert _modes(out) == {
         ".mailstack-render": 0o644,
         "compose.yaml": 0o644,
-        "config": 0o700,
+        "config": 0o755,
         "config/dovecot-quotas.cf": 0o644,
-        "config/opendkim": 0o700,
+        "config/opendkim": 0o755,
         "config/opendkim/KeyTable": 0o644,
         "config/opendkim/SigningTable": 0o644,
         "config/opendkim/TrustedHosts": 0o644,
-        "config/opendkim/keys": 0o700,
-        "config/opendkim/keys/example.test": 0o700,
+        "config/opendkim/keys": 0o755,
+        "config/opendkim/keys/example.test": 0o755,
         "config/opendkim/keys/example.test/mail.private": 0o600,
         "config/postfix-accounts.cf": 0o600,
         "config/postfix-virtual.cf": 0o644,
-        "config/ssl": 0o700,
+        "config/ssl": 0o755,
         "config/ssl/cert.pem": 0o644,
         "config/ssl/key.pem": 0o600,
         "generated-passwords.txt": 0o600,
         "mailserver.env": 0o644,
         "records.md": 0o644,
-        "zones": 0o700,
+        "render-state.json": 0o600,
+        "zones": 0o755,
         "zones/example.test.zone": 0o644,
     }
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
-    assert "generated: DKIM keys (mail._domainkey.example.test)" in stdout
-    assert "generated: passwords of postmaster@example.test" in stdout
-    assert "generated: self-signed certificate" in stdout
+    flat = " ".join(stdout.split())
+    assert "secrets: DKIM keys (mail._domainkey.example.test): generated here, kept in render-state.json" in flat
+    assert "secrets: passwords of postmaster@example.test: generated here, kept in render-state.json" in flat
+    assert "secrets: self-signed certificate: generated here" in flat
     # The configuration's warnings, with their fix (the dev stack publishes 127.0.0.1 on purpose).
     assert (
         "warning: mailstack:publicIPv4: 127.0.0.1 is a loopback address (127.0.0.0/8, RFC 1122): fine for a test "
@@ -161,6 +169,7 @@ def test_prod_example_with_passphrase(tmp_path: Path, capsys: pytest.CaptureFixt
         "config/opendkim/keys/example.com/mail.private",
         "config/postfix-accounts.cf",
         "config/postfix-sasl-password.cf",
+        "render-state.json",
     }
     assert (out / "config/postfix-sasl-password.cf").read_text().splitlines()[-1] == (
         "[smtp-relay.brevo.com]:587 me@example.com:xsmtpsib-brevo-smtp-key"
@@ -203,8 +212,16 @@ def test_prod_example_without_passphrase_marks_incomplete_files(
     settings_rendering = _render_prod_without_passphrase(project)
     assert {f.path: f.incomplete for f in settings_rendering.incomplete} == {
         "config/postfix-accounts.cf": "encrypted password of me@another.com, me@example.com",
-        "config/postfix-sasl-password.cf": "placeholder for mailstack:relay.password, cloudflare:apiToken",
-        "certbot/cloudflare.ini": "placeholder for mailstack:relay.password, cloudflare:apiToken",
+        "config/postfix-sasl-password.cf": "placeholder for mailstack:relay.password",
+        "certbot/cloudflare.ini": "placeholder for cloudflare:apiToken",
+    }
+    assert {f.path: f.needs for f in settings_rendering.incomplete} == {
+        "config/postfix-accounts.cf": (
+            'mailstack:accounts["me@example.com"].password',
+            'mailstack:accounts["me@another.com"].password',
+        ),
+        "config/postfix-sasl-password.cf": ("mailstack:relay.password",),
+        "certbot/cloudflare.ini": ("cloudflare:apiToken",),
     }
     sasl = (out / "config/postfix-sasl-password.cf").read_text().splitlines()[-1]
     assert sasl.startswith(f"[smtp-relay.brevo.com]:587 me@example.com:{PLACEHOLDER_PREFIX}")
@@ -219,7 +236,13 @@ def _render_prod_without_passphrase(project: Path) -> render.Rendering:
     settings = load_settings(stack.raw, secret_keys=stack.secret_keys, stack="prod")
     token = stack.raw["cloudflare:apiToken"]
     assert isinstance(token, str)
-    return render.render_stack(settings, _fast_state(settings), undecrypted=stack.undecrypted, cloudflare_token=token)
+    return render.render_stack(
+        settings,
+        _fast_state(settings),
+        undecrypted=stack.undecrypted,
+        cloudflare_token=token,
+        placeholders=stack.placeholders,
+    )
 
 
 # -- exit codes and the output directory -----------------------------------------------------------
@@ -325,6 +348,235 @@ def test_refuses_a_foreign_directory_and_replaces_its_own(tmp_path: Path, capsys
     assert not (own / "zones" / "removed.example.zone").exists()
     assert (own / "letsencrypt" / "live" / "mail.example.test" / "fullchain.pem").read_text() == "cert"
     assert (own / "zones" / "example.test.zone").is_file()
+
+
+def _snapshot(out: Path) -> dict[str, tuple[bytes, int, int, int]]:
+    """path → (bytes, mode, inode, mtime_ns) of every file; of a directory, its mode and inode (its
+    mtime moves whenever a temporary file comes and goes in it)."""
+    snap = {}
+    for p in sorted(out.rglob("*")):
+        info = p.lstat()
+        data = p.read_bytes() if p.is_file() else b""
+        mtime = info.st_mtime_ns if p.is_file() else 0
+        snap[str(p.relative_to(out))] = (data, stat.S_IMODE(info.st_mode), info.st_ino, mtime)
+    return snap
+
+
+def _dev_project(tmp_path: Path, **changes: Any) -> Path:
+    """A copy of the dev stack, with `changes` applied to its config (`key: value` at the top level)."""
+    project = tmp_path / "dev-project"
+    project.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    doc = yaml.safe_load(DEV_STACK.read_text())
+    for key, value in changes.items():
+        doc["config"][f"mailstack:{key}"] = value
+    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return project
+
+
+def test_rendering_twice_writes_identical_bytes_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rendered"
+    args = ["--stack", "dev", "--out", str(out), "--project-dir", str(ROOT), "--json"]
+    assert _main(args, {}, capsys)[0] == 0
+    first = _snapshot(out)
+    code, stdout, stderr = _main(args, {}, capsys)
+    assert (code, stderr) == (0, "")
+    # Same bytes, same inodes, same mtimes: nothing was rewritten, DKIM key and password included.
+    assert _snapshot(out) == first
+    report = json.loads(stdout)
+    assert {f["status"] for f in report["files"]} == {"unchanged"}
+    assert report["removed"] == []
+    notes = " ".join(report["generatedSecrets"]["notes"])
+    assert "kept from render-state.json" in notes
+    assert "generated here" not in notes
+    state = json.loads((out / "render-state.json").read_text())
+    assert set(state["dkimPrivateKeys"]) == {"example.test/mail"}
+    password = (out / "generated-passwords.txt").read_text().splitlines()[-1].split()[1]
+    assert state["generatedPasswords"] == {"postmaster@example.test": password}
+    assert (
+        state["dkimPrivateKeys"]["example.test/mail"]
+        == (out / "config/opendkim/keys/example.test/mail.private").read_text()
+    )
+
+
+def test_a_config_change_rewrites_only_the_changed_files_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rendered"
+    project = _dev_project(tmp_path)
+    args = ["--stack", "dev", "--out", str(out), "--project-dir", str(project), "--json"]
+    assert _main(args, {}, capsys)[0] == 0
+    before = _snapshot(out)
+    _dev_project(tmp_path, aliases={"abuse@example.test": "postmaster@example.test"})
+    code, stdout, _ = _main(args, {}, capsys)
+    assert code == 0
+    after = _snapshot(out)
+    report = json.loads(stdout)
+    assert sorted(f["path"] for f in report["files"] if f["status"] == "written") == ["config/postfix-virtual.cf"]
+    changed = {p for p in after if after[p] != before[p]}
+    # Only that file; the marker's list is the same.
+    assert changed == {"config/postfix-virtual.cf"}
+    assert b"abuse@example.test postmaster@example.test" in after["config/postfix-virtual.cf"][0]
+    # The directory DMS mounts is the same directory (same inode), never removed and recreated.
+    assert after["config"][2] == before["config"][2]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_render_failing_part_way_leaves_the_previous_render_intact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "rendered"
+    project = _dev_project(tmp_path)
+    args = ["--stack", "dev", "--out", str(out), "--project-dir", str(project)]
+    assert _main(args, {}, capsys)[0] == 0
+    before = _snapshot(out)
+    # A new domain changes many files (accounts, keys, zones, compose); the disk fills on the third.
+    _dev_project(
+        tmp_path,
+        domains={"example.test": {}, "other.test": {}},
+        aliases={"abuse@other.test": "postmaster@example.test"},
+    )
+    real_stage = render._stage
+    calls = []
+
+    def failing_stage(target: Path, data: bytes, mode: int) -> Path:
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_stage(target, data, mode)
+
+    monkeypatch.setattr(render, "_stage", failing_stage)
+    code, _, stderr = _main(args, {}, capsys)
+    assert code == 2
+    assert "No space left on device" in stderr
+    assert len(calls) == 3
+    assert _snapshot(out) == before  # every file as it was; no temporary file left behind
+
+
+def test_a_removed_domain_s_files_go_after_the_new_ones_are_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rendered"
+    project = _dev_project(tmp_path, domains={"example.test": {}, "other.test": {}})
+    args = ["--stack", "dev", "--out", str(out), "--project-dir", str(project), "--json"]
+    assert _main(args, {}, capsys)[0] == 0
+    assert (out / "config/opendkim/keys/other.test/mail.private").is_file()
+    config_inode = (out / "config").stat().st_ino
+    _dev_project(tmp_path, domains={"example.test": {}})
+    code, stdout, _ = _main(args, {}, capsys)
+    assert code == 0
+    assert sorted(json.loads(stdout)["removed"]) == [
+        "config/opendkim/keys/other.test/mail.private",
+        "zones/other.test.zone",
+    ]
+    assert not (out / "config/opendkim/keys/other.test").exists()  # emptied, below the mount: removed
+    assert (out / "config").stat().st_ino == config_inode
+    assert "other.test/mail" not in json.loads((out / "render-state.json").read_text())["dkimPrivateKeys"]
+
+
+def test_a_broken_state_file_is_refused_not_regenerated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rendered"
+    args = ["--stack", "dev", "--out", str(out), "--project-dir", str(ROOT)]
+    assert _main(args, {}, capsys)[0] == 0
+    key = (out / "config/opendkim/keys/example.test/mail.private").read_bytes()
+    (out / "render-state.json").write_text("{not json")
+    code, _, stderr = _main(args, {}, capsys)
+    assert code == 2
+    assert "is not a render state (Expecting property name" in " ".join(stderr.split())
+    assert (out / "config/opendkim/keys/example.test/mail.private").read_bytes() == key
+
+
+def test_state_reuse_follows_the_settings() -> None:
+    """A key of another size, an account that now sets its password, a renamed host: new values."""
+    settings = load_settings(stack_config(DEV_STACK), stack="dev", home="/h")
+    first = _fast_state(settings)
+    again = render.fresh_state(settings, previous=first, new_key=lambda bits: pytest.fail("no new key expected"))
+    assert again == first
+    bigger = load_settings(
+        with_values(stack_config(DEV_STACK), **{"domains/example.test": {"dkim": {"bits": 1024}}}),
+        stack="dev",
+        home="/h",
+    )
+    changed = render.fresh_state(bigger, previous=first, new_key=lambda bits: rsa_key_pem(bits, 0)[0])
+    assert render._rsa_bits(changed.dkim_private_keys[("example.test", "mail")]) == 1024
+    assert (changed.passwords, changed.password_seed, changed.self_signed) == (
+        first.passwords,
+        first.password_seed,
+        first.self_signed,
+    )
+    assert render.read_state_text(render.state_text(first)) == first
+
+
+@pytest.mark.integration
+def test_standard_profile_key_is_readable_by_rspamd_after_dms_start(tmp_path: Path) -> None:
+    """What DMS v15.1.0 does at start, then what Rspamd and DMS's own permission check do, as `_rspamd`.
+
+    DMS's start-up (target/scripts/start-mailserver.sh:183 runs `_setup_directory_and_file_permissions`
+    before the Rspamd setup at :189) does `chown -R _rspamd:_rspamd /tmp/docker-mailserver/rspamd/dkim`
+    and `chmod +x /tmp/docker-mailserver` (target/scripts/startup/setup-stack.sh:101-111). Then
+    `__rspamd__check_dkim_permissions` (target/scripts/startup/setup.d/security/rspamd.sh:336-353)
+    warns unless `find KEY ( -user _rspamd -or -group _rspamd -or -perm -o=r )` finds the key.
+    Here the rendered config/ is bind-mounted in a private mount namespace, as the container sees it.
+    """
+    require_root("chown to _rspamd and a private mount namespace, as DMS's start-up does")
+    user = require_user("_rspamd", package="rspamd")
+    unshare, setpriv, rspamadm = require("unshare"), require("setpriv"), require("rspamadm")
+    settings = load_settings(with_values(stack_config(DEV_STACK), profile="standard"), stack="dev", home="/h")
+    out = tmp_path / "rendered"
+    render.write_rendering(render.render_stack(settings, _fast_state(settings)), out)
+    config = out / "config"
+    key_rel = "rspamd/dkim/rsa-2048-mail-example.test.private.txt"
+    assert _modes(out)["config/rspamd"] == 0o755
+    for path in (config / "rspamd/dkim").rglob("*"):  # setup-stack.sh:104
+        os.chown(path, user.pw_uid, user.pw_gid)
+    os.chown(config / "rspamd/dkim", user.pw_uid, user.pw_gid)
+    config.chmod(config.stat().st_mode | 0o111)  # setup-stack.sh:111
+    mount = tempfile.mkdtemp(prefix="mailstack-dms-")  # in /tmp (1777): traversable by _rspamd
+    os.chmod(mount, 0o755)
+    try:
+        message = Path(mount + "-message.eml")
+        message.write_bytes(b"From: me@example.test\r\nTo: you@example.org\r\nSubject: t\r\n\r\nbody\r\n")
+        message.chmod(0o644)
+        script = (
+            f'mount --bind "$1" "$2" && '
+            f"{setpriv} --reuid={user.pw_uid} --regid={user.pw_gid} --clear-groups "
+            f'find "$2/{key_rel}" \\( -user _rspamd -or -group _rspamd -or -perm -o=r \\) && '
+            f"{setpriv} --reuid={user.pw_uid} --regid={user.pw_gid} --clear-groups "
+            f'{rspamadm} mime sign -d example.test -s mail -k "$2/{key_rel}" "$3"'
+        )
+        done = subprocess.run(
+            [
+                unshare,
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                str(config),
+                mount,
+                str(message),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        found, _, signed = done.stdout.partition(b"\n")
+        assert found.decode() == f"{mount}/{key_rel}"  # DMS's check finds it: no warning
+        assert b"DKIM-Signature:" in signed
+        # A re-render that changes the key keeps its owner (Rspamd can still read it).
+        state = _fast_state(settings)
+        keys = dict(state.dkim_private_keys)
+        keys[("example.test", "mail")] = rsa_key_pem(2048, 5)[0]
+        render.write_rendering(render.render_stack(settings, replace(state, dkim_private_keys=keys)), out)
+        info = (config / key_rel).stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, user.pw_gid, 0o600)
+    finally:
+        os.rmdir(mount)
+        Path(mount + "-message.eml").unlink(missing_ok=True)
 
 
 # -- identical to what the Pulumi program registers ------------------------------------------------

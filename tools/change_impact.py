@@ -54,9 +54,9 @@ class Rule:
 
 
 # Replace-vs-update rules per resource type: the single place they are kept.
-# Source: /work/shared/reference/pulumi-apis.md §2 (Docker: upstream kreuzwerker/terraform-provider-docker
-# v4 schema ForceNew flags and resourceDockerContainerUpdate), §3 (pulumi-command v1.2.1: only
-# `triggers` replaces), §4 (tls, random), §1 (Cloudflare), cross-checked with the installed SDK
+# Sources: Docker: upstream kreuzwerker/terraform-provider-docker v4 schema ForceNew flags and
+# resourceDockerContainerUpdate; pulumi-command v1.2.1 (only `triggers` replaces); tls, random and
+# Cloudflare provider schemas; cross-checked with the installed SDK
 # docstrings (pulumi_docker/remote_image.py: `triggers` "will force the RemoteImage resource to be
 # replaced"; pulumi_random: `keepers` "will trigger recreation"; pulumi_cloudflare/dns_record.py marks
 # no argument as forcing replacement, and upstream terraform-provider-cloudflare v5 requires

@@ -9,7 +9,8 @@
 #   3. installs Docker when `docker version` fails (DietPi: dietpi-software 162; Debian: docker.io),
 #   4. warns (does not fail) when the memory cgroup is off: Docker then ignores memory limits,
 #   5. creates <dataDir> owned by the SSH user, mode 0700.
-# Sources: reference/dietpi.md §1, §4, §6; reference/docker-mailserver.md §7.
+# Sources: DietPi's dietpi/dietpi-software (install 162, G_INTERACTIVE, .install_stage) and
+# dietpi/func/dietpi-obtain_hw_model; DMS publishes amd64/arm64 images only (docker-mailserver #2642, #3832).
 #
 # MAILSTACK_BOOTSTRAP_ROOT prefixes the DietPi, /proc and /sys paths read below. It exists only so
 # the tests can run this script against a fake root; it is never set on a real host.
@@ -49,7 +50,7 @@ wait_for_docker() {
 check_architecture() {
   local arch
   # dpkg's architecture is the userland's; `uname -m` shows the kernel, and 32-bit DietPi/Raspberry Pi
-  # OS images may boot a 64-bit kernel (reference/dietpi.md §4).
+  # OS images may boot a 64-bit kernel (DietPi dietpi/func/dietpi-set_software, RPi_Kernel_Choice).
   arch="$(dpkg --print-architecture 2>/dev/null)" || die "dpkg not found: mailstack bootstraps Debian-based hosts (Debian, DietPi, Raspberry Pi OS) only; install Docker yourself and set target.bootstrap false"
   case "$arch" in
     amd64 | arm64)
