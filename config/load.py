@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from config import checks, settings_checks
+from config import backup, checks, settings_checks
 from config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm_command, set_command
 from config.model import (
     DEFAULT_LOCAL_DATA_DIR,
@@ -260,7 +260,10 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
     )
     accounts = tuple(
         sorted(
-            (AccountSettings(normalise_address(a), acc.password, acc.quota) for a, acc in raw.accounts.items()),
+            (
+                AccountSettings(normalise_address(a), acc.password, acc.quota, acc.migrate_from)
+                for a, acc in raw.accounts.items()
+            ),
             key=lambda a: a.address,
         )
     )
@@ -321,6 +324,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         relay=relay,
         watchtower=raw.updates.watchtower,
         watchtower_image=raw.updates.image,
+        backup=backup.resolve(raw.backup),
     )
 
 

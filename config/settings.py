@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from config.backup_model import BackupSettings, MigrateFrom
 from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, Ports, Spf, TlsRpt
 
 
@@ -54,6 +55,7 @@ class AccountSettings:
     address: str
     password: SecretStr | None
     quota: str | None
+    migrate_from: MigrateFrom | None = None
 
     @property
     def domain(self) -> str:
@@ -102,6 +104,7 @@ class MailSettings:
     relay: RelaySettings | None = None
     watchtower: bool = False
     watchtower_image: str = ""
+    backup: BackupSettings | None = None
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)
