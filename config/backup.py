@@ -400,3 +400,51 @@ def container(settings: MailSettings, *, fingerprint: str | None = None) -> Cont
 def status_path(settings: MailSettings) -> str:
     """Host path of the status file the job writes after every run."""
     return data_path(settings, f"{STATUS_SUBDIR}/{STATUS_FILE}")
+
+
+def secret_file_texts(backup: BackupSettings) -> dict[str, str]:
+    """Texts of the credential files (callers wrap them as secrets)."""
+    texts = {"password": backup.password.get_secret_value() + "\n"}
+    if backup.env:
+        texts["env"] = env_file({k: v.get_secret_value() for k, v in backup.env})
+    if backup.backend == "sftp" and backup.ssh_key is not None:
+        key = backup.ssh_key.get_secret_value()
+        texts["ssh_key"] = key if key.endswith("\n") else key + "\n"
+    return texts
+
+
+def commands(settings: MailSettings) -> dict[str, object]:
+    """The `backup` stack output: where the status is and the exact commands to run on the Docker host.
+
+    Nothing secret: the commands name files and volumes only.
+    """
+    backup = settings.backup
+    assert backup is not None
+    spec = container(settings)
+    assert spec is not None
+    mail = f"mailstack-{settings.stack}-mailserver"
+    names = {role: volume_name(settings, role) for role in ("mail-data", "mail-state")}
+    restore = restore_command(
+        image=backup.image,
+        volume_names=names,
+        config_dir=config_dir(settings),
+        job_dir=data_path(settings, JOB_SUBDIR),
+        repository=backup.repository if backup.backend == "local" else None,
+    )
+    script = f"{JOB_DIR}/{SCRIPT_FILE}"
+    return {
+        "repository": backup.repository,
+        "schedule": backup.schedule,
+        "intervalSeconds": backup.interval_seconds,
+        "container": spec.name,
+        "statusFile": status_path(settings),
+        "backupNow": shell_join(["docker", "exec", spec.name, "sh", script, "run"]),
+        "drill": shell_join(["docker", "exec", spec.name, "sh", script, "drill"]),
+        "snapshots": shell_join(["docker", "exec", spec.name, "sh", script, "restic", "snapshots"]),
+        # Stop both containers, restore, start them again (docs/host.md, "Restore").
+        "restore": [
+            shell_join(["docker", "stop", mail, spec.name]),
+            shell_join(restore),
+            shell_join(["docker", "start", spec.name, mail]),
+        ],
+    }

@@ -7,6 +7,7 @@
 #   mailstack-backup.sh restore [SNAP] [DIR] restore mail-data, mail-state and config under DIR (default /)
 #   mailstack-backup.sh drill [SNAP]         restore into a scratch dir, compare message counts with the live data
 #   mailstack-backup.sh counts DIR           messages per maildir folder under DIR
+#   mailstack-backup.sh restic ARGS...       restic with this job's repository (e.g. `restic snapshots`)
 #
 # POSIX sh (busybox ash in restic's Alpine image, dash on Debian). Credentials are files: restic
 # reads RESTIC_PASSWORD_FILE and RESTIC_REPOSITORY_FILE itself; backend keys come from "$JOB/env",
@@ -220,8 +221,9 @@ case $command in
   restore) restore "$@" ;;
   drill) drill "$@" ;;
   counts) counts "$@" ;;
+  restic) restic "$@" ;; # any restic command with the job's repository and credentials
   *)
-    echo "usage: $0 loop|run|health|restore [SNAPSHOT] [DIR]|drill [SNAPSHOT]|counts DIR" >&2
+    echo "usage: $0 loop|run|health|restore [SNAPSHOT] [DIR]|drill [SNAPSHOT]|counts DIR|restic ARGS..." >&2
     exit 2
     ;;
 esac
