@@ -35,14 +35,12 @@ class Dovecot:
     port: int
     users: dict[str, str]
     """address → plaintext password (test users only)."""
+    mail: Path
+    """Root of the maildirs (`<mail>/<domain>/<user>`, DMS's /var/mail layout)."""
 
     @property
     def config(self) -> Path:
         return self.root / "etc" / "dovecot.conf"
-
-    @property
-    def mail(self) -> Path:
-        return self.root / "mail"
 
     def doveadm(self, *args: str, config: Path | None = None, stdin: bytes | None = None) -> str:
         result = subprocess.run(
@@ -76,7 +74,8 @@ class Dovecot:
                 name = (
                     line.decode().rsplit(' "', 1)[-1].rstrip('"') if line.endswith(b'"') else line.decode().split()[-1]
                 )
-                client.select(f'"{name}"', readonly=True)
+                typ, detail = client.select(f'"{name}"', readonly=True)
+                assert typ == "OK", (name, detail, listing)
                 _, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)])")
                 rows = []
                 for item in data:
@@ -140,30 +139,33 @@ namespace inbox {
 
 
 @contextlib.contextmanager
-def dovecot(root: Path, users: dict[str, str]) -> Iterator[Dovecot]:
-    """Start an instance under `root`; stop it (by its own pid) afterwards."""
+def dovecot(root: Path, users: dict[str, str], mail: Path | None = None) -> Iterator[Dovecot]:
+    """Start an instance under `root` (maildirs under `mail`, default `root/mail`); stop it afterwards."""
     binary = require_tool("dovecot")
     port = free_port()
-    for sub in ("etc/conf.d", "run", "state", "mail"):
+    mail = mail or root / "mail"
+    for sub in ("etc/conf.d", "run", "state"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    os.chown(root / "mail", MAIL_UID, MAIL_UID)
-    (root / "etc" / "dovecot.conf").write_text(_config(root, port, root / "mail"))
+    mail.mkdir(parents=True, exist_ok=True)
+    os.chown(mail, MAIL_UID, MAIL_UID)
+    (root / "etc" / "dovecot.conf").write_text(_config(root, port, mail))
     (root / "etc" / "conf.d" / "10-mail.conf").write_text(MAIL_CONF)
     (root / "etc" / "users").write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in users.items()))
-    instance = Dovecot(root, port, users)
+    instance = Dovecot(root, port, users, mail)
     subprocess.run([binary, "-c", str(instance.config)], check=True, timeout=30)
-    pid = int((root / "run" / "master.pid").read_text()) if (root / "run" / "master.pid").exists() else None
+    pid_file = root / "run" / "master.pid"
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
         except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"dovecot did not listen: {(root / 'dovecot.log').read_text()}") from None
-            time.sleep(0.05)
-    if pid is None:
-        pid = int((root / "run" / "master.pid").read_text())
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"dovecot did not start: {(root / 'dovecot.log').read_text()}")
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
     try:
         yield instance
     finally:
