@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dns.resolver
 
+from mailstack.verify_backup import backup_findings, read_status
 from mailstack.verify_checks import (
     EXIT_UNCHECKED,
     GROUPS,
@@ -213,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--expiry-days", type=int, default=DEFAULT_EXPIRY_DAYS, help="fail certificates expiring sooner"
     )
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="parallel DNS queries")
+    parser.add_argument(
+        "--backup-status", metavar="FILE", help="the backup job's status.json (`-`: stdin); warns when it is stale"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--quiet", "-q", action="store_true", help="list only the checks that did not pass")
     return parser
@@ -268,11 +272,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         options = options_from_args(args)
         outputs = read_outputs(args.stack, args.outputs)
-    except (InputError, ValueError) as e:
+        backup_status = read_status(args.backup_status) if args.backup_status else None
+    except (InputError, ValueError, OSError) as e:
         print(f"verify: {e}", file=sys.stderr)
         return EXIT_UNCHECKED
     started = datetime.now(UTC)
     findings = verify(outputs, options)
+    if backup_status is not None:
+        findings += backup_findings(backup_status, hostname=outputs.hostname, now=datetime.now(UTC))
     code = exit_code(findings)
     elapsed = (datetime.now(UTC) - started).total_seconds()
     if args.json:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from pydantic import SecretStr
 
 from config import backup, migration
 from config.backup_model import BackupSettings, Keep, MigrateFrom
+from mailstack.verify_backup import backup_findings
+from mailstack.verify_checks import Status
 from tests.conftest import require_tool
 from tests.dovecot import MAIL_UID, dovecot, message
 
@@ -186,6 +189,17 @@ def test_schedule_retention_and_health(tmp_path: Path) -> None:
     (job.status / "last-success").write_text(f"{attempt - 2 * 86400 - 5}\n")
     health = job.script("health", check=False)
     assert health.returncode == 1 and health.stdout.startswith("last backup succeeded ")
+    # verify reads the status file the job wrote: fresh is OK, stale (after a rewrite) is a warning.
+    fresh = backup_findings((job.status / "status.json").read_text(), hostname="mail.test", now=datetime.now(UTC))
+    assert [(f.subject, f.status) for f in fresh] == [("last backup", Status.OK)]
+    (job.status / "next-run").write_text("0\n")
+    (job.job / "repository").write_text(str(tmp_path / "missing-parent-file" / "repo") + "\n")
+    (tmp_path / "missing-parent-file").write_text("")
+    assert job.script("run", check=False).returncode == 1  # rewrites status.json with the old success
+    stale = backup_findings((job.status / "status.json").read_text(), hostname="mail.test", now=datetime.now(UTC))
+    assert [(f.status, f.detail.split(" is older")[1]) for f in stale] == [
+        (Status.WARN, " than twice the schedule (2.0 days)")
+    ]
 
 
 def test_failed_run_is_recorded_and_retried_within_an_hour(tmp_path: Path) -> None:
