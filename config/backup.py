@@ -354,7 +354,9 @@ def restore_command(
         argv += ["-v", f"{mount.volume_name or mount.host_path}:{mount.container_path}"]
     argv += ["-v", f"{job_dir}:{JOB_DIR}:ro"]
     if repository is not None:
-        argv += ["-v", f"{repository}:{repository}:ro"]
+        # Read-write: even `restic restore` writes a (non-exclusive) lock into the repository
+        # (a read-only mount fails with "Save(<lock/…>) … read-only file system", seen here).
+        argv += ["-v", f"{repository}:{repository}"]
     argv += [image, f"{JOB_DIR}/{SCRIPT_FILE}", "restore", snapshot, "/"]
     return argv
 

@@ -277,7 +277,7 @@ def test_restore_command() -> None:
         "docker run --rm --network bridge --entrypoint /bin/sh "
         "-v mailstack-prod-mail-data:/backup/mail-data -v mailstack-prod-mail-state:/backup/mail-state "
         f"-v {DATA}/config:/backup/config -v {DATA}/backup:/run/mailstack-backup:ro "
-        "-v /mnt/usb/restic:/mnt/usb/restic:ro "
+        "-v /mnt/usb/restic:/mnt/usb/restic "
         "restic/restic:0.18.1 /run/mailstack-backup/mailstack-backup.sh restore latest /",
         "docker start mailstack-prod-backup mailstack-prod-mailserver",
     ]
