@@ -64,6 +64,9 @@ class MigrateFrom(_Model):
     password: SecretStr | None = None
     tls: Literal["imaps", "starttls", "none"] = "imaps"
     """`none` only to a loopback address (an SSH tunnel): the password must not cross a network in clear."""
+    separator: Literal["/", "."] = "/"
+    """The old server's folder hierarchy separator (`/`: Gmail, Outlook, most providers; `.`: Courier,
+    Dovecot with Maildir++ defaults, another DMS)."""
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,14 @@ def imapc_config(mf: MigrateFrom, password_file: str, main_config: str = DMS_DOV
         f"imapc_password = <{password_file}",
         "imapc_features = rfc822.size fetch-headers",
         "mail_prefetch_count = 20",
+        # dsync refuses mailboxes whose hierarchy separators differ ("Mail locations must use the
+        # same hierarchy separator", seen with DMS 15.1, whose inbox namespace has none set, so
+        # Maildir++'s "." applies). For this run only, the local namespace takes the old server's
+        # separator; the Maildir++ names on disk (.Folder.Sub) are the same either way, so DMS's
+        # IMAP clients see the same folders afterwards.
+        "namespace inbox {",
+        f"  separator = {mf.separator}",
+        "}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -74,7 +74,11 @@ class Dovecot:
                 name = (
                     line.decode().rsplit(' "', 1)[-1].rstrip('"') if line.endswith(b'"') else line.decode().split()[-1]
                 )
+                if b"\\Noselect" in line:
+                    continue  # a parent folder that holds no messages itself
                 typ, detail = client.select(f'"{name}"', readonly=True)
+                if typ != "OK" and b"doesn't exist" in detail[0]:  # type: ignore[operator]
+                    continue  # a listed parent of a nested folder that is no mailbox itself
                 assert typ == "OK", (name, detail, listing)
                 _, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)])")
                 rows = []
@@ -125,11 +129,11 @@ service imap-login {{
 
 
 MAIL_CONF = """\
-# DMS's layout (mail_location = maildir:/var/mail/%d/%n, reference: DMS target/dovecot/10-mail.conf)
+# DMS's layout (mail_location = maildir:/var/mail/%d/%n; `doveconf -n` of DMS 15.1 sets no separator)
 mail_location = maildir:~/
 namespace inbox {
   inbox = yes
-  separator = /
+  {separator}
   mailbox Sent {
     special_use = \\Sent
     auto = subscribe
@@ -139,7 +143,9 @@ namespace inbox {
 
 
 @contextlib.contextmanager
-def dovecot(root: Path, users: dict[str, str], mail: Path | None = None) -> Iterator[Dovecot]:
+def dovecot(
+    root: Path, users: dict[str, str], mail: Path | None = None, separator: str | None = None
+) -> Iterator[Dovecot]:
     """Start an instance under `root` (maildirs under `mail`, default `root/mail`); stop it afterwards."""
     binary = require_tool("dovecot")
     port = free_port()
@@ -149,7 +155,8 @@ def dovecot(root: Path, users: dict[str, str], mail: Path | None = None) -> Iter
     mail.mkdir(parents=True, exist_ok=True)
     os.chown(mail, MAIL_UID, MAIL_UID)
     (root / "etc" / "dovecot.conf").write_text(_config(root, port, mail))
-    (root / "etc" / "conf.d" / "10-mail.conf").write_text(MAIL_CONF)
+    line = f"separator = {separator}" if separator else "# no separator: Maildir++'s '.', as in DMS"
+    (root / "etc" / "conf.d" / "10-mail.conf").write_text(MAIL_CONF.replace("{separator}", line))
     (root / "etc" / "users").write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in users.items()))
     instance = Dovecot(root, port, users, mail)
     subprocess.run([binary, "-c", str(instance.config)], check=True, timeout=30)

@@ -300,6 +300,9 @@ def test_imapc_config_keeps_the_password_in_its_file() -> None:
         "imapc_password = </tmp/docker-mailserver/migrate/me@example.com.password\n"
         "imapc_features = rfc822.size fetch-headers\n"
         "mail_prefetch_count = 20\n"
+        "namespace inbox {\n"
+        "  separator = /\n"
+        "}\n"
     )
     assert migration.command("mailstack-prod-mailserver", ("me@example.com",), final=True) == (
         "docker exec mailstack-prod-mailserver sh /tmp/docker-mailserver/migrate/mailstack-migrate.sh "

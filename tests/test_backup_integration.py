@@ -236,20 +236,30 @@ def listing(mail: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def test_migration_from_an_old_dovecot_is_resumable_and_idempotent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("separator", ["/", "."])
+def test_migration_from_an_old_dovecot_is_resumable_and_idempotent(tmp_path: Path, separator: str) -> None:
+    """The new side is set up like DMS (no namespace separator); the old one uses `separator`."""
     old_user = "me@old.example"
     with (
-        dovecot(tmp_path / "old", {old_user: OLD_PASSWORD}) as old,
+        dovecot(tmp_path / "old", {old_user: OLD_PASSWORD}, separator=separator) as old,
         dovecot(tmp_path / "new", {ME: "new-password"}) as new,
     ):
         for n in range(3):
             old.save(old_user, message(n))
-        old.doveadm("mailbox", "create", "-u", old_user, "Archive")
-        old.save(old_user, message(10, "archived"), "Archive")
+        nested = f"Archive{separator}2024"  # a folder below another: separators matter
+        old.doveadm("mailbox", "create", "-u", old_user, nested)
+        old.save(old_user, message(10, "archived"), nested)
 
         # The files the stack writes into config/migrate (imapc config, 0600 password, script).
         migrate_dir = tmp_path / "migrate"
-        mf = MigrateFrom(host="127.0.0.1", port=old.port, user=old_user, password=SecretStr(OLD_PASSWORD), tls="none")
+        mf = MigrateFrom(
+            host="127.0.0.1",
+            port=old.port,
+            user=old_user,
+            password=SecretStr(OLD_PASSWORD),
+            tls="none",
+            separator=separator,  # type: ignore[arg-type]
+        )
         password_file = migrate_dir / migration.password_file(ME).split("/", 1)[1]
         write_0600(password_file, OLD_PASSWORD)
         conf = migration.imapc_config(mf, str(password_file), main_config=str(new.config))
@@ -270,20 +280,30 @@ def test_migration_from_an_old_dovecot_is_resumable_and_idempotent(tmp_path: Pat
             return result.stdout.strip()
 
         assert migrate() == f"mailstack-migrate: {ME}: old server 4 messages; here 0 before, 4 after (4 copied)"
-        source = old.messages(old_user)
-        assert new.messages(ME) == source  # same mailboxes, subjects, Message-IDs and IMAP UIDs
+
+        def here() -> dict[str, list[tuple[int, str, str]]]:
+            # The new side lists with Maildir++'s "." (as DMS's clients see it).
+            # dsync may create the parent of a nested folder as an empty mailbox (Maildir++ has no
+            # \\Noselect parents): empty extras are left out, everything else must match.
+            listed = {name.replace(".", separator): rows for name, rows in new.messages(ME).items()}
+            return {name: rows for name, rows in listed.items() if rows or name in source}
+
+        source: dict[str, list[tuple[int, str, str]]] = {}
+        source.update(old.messages(old_user))
+        assert set(source) == {"INBOX", "Sent", nested}
+        assert here() == source  # same mailboxes, subjects, Message-IDs and IMAP UIDs
         files = listing(new.mail)
         assert len(files) == 4
 
         # Second run: nothing new is copied, no message file is rewritten.
         assert migrate(ME) == f"mailstack-migrate: {ME}: old server 4 messages; here 4 before, 4 after (0 copied)"
         assert listing(new.mail) == files
-        assert new.messages(ME) == source
+        assert here() == source
 
         # Resumable: what arrived on the old server since is copied, and only that.
         old.save(old_user, message(3))
         assert migrate() == f"mailstack-migrate: {ME}: old server 5 messages; here 4 before, 5 after (1 copied)"
-        assert new.messages(ME)["INBOX"] == old.messages(old_user)["INBOX"]
+        assert here()["INBOX"] == old.messages(old_user)["INBOX"]
         assert {k: v for k, v in listing(new.mail).items() if k in files} == files
 
         # After the MX switch: mail delivered here stays, the old server's last mail is merged.
