@@ -3,12 +3,15 @@
 import pulumi
 
 from components.accounts import Accounts, AccountsArgs
+from components.backup import Backup, BackupArgs
 from components.dkim_keys import DkimKeys, DkimKeysArgs
 from components.gc_tuning import tune_gc
 from components.host_target import HostTarget, HostTargetArgs
 from components.mail_dns import MailDns, MailDnsArgs
 from components.mail_server import MailServer, MailServerArgs
+from components.migration import Migration, MigrationArgs
 from components.stack_config import read_settings
+from config.migration import migrations
 
 tune_gc()  # a third of a large stack's evaluation went to the garbage collector
 
@@ -33,3 +36,11 @@ pulumi.export("generatedPasswords", accounts.generated_passwords)
 pulumi.export("dkimRecords", dns.dkim_records)
 pulumi.export("dnsRecords", dns.records)
 pulumi.export("zoneFile", dns.zone_files)
+# Backups and imports exist only when configured (docs/host.md, "Backups"; README, "Migration").
+if settings.backup is not None:
+    pulumi.export("backup", Backup("backup", BackupArgs(settings=settings, host=host, server=server)).info)
+if migrations(settings.accounts):
+    migration = Migration(
+        "migration", MigrationArgs(settings=settings, host=host, container_name=server.container_name)
+    )
+    pulumi.export("migration", migration.command)

@@ -640,6 +640,17 @@ def _safe_address(address: str) -> str | None:
         return None
 
 
+def backup_and_migration(ctx: Context) -> Iterator[Problem]:
+    """`mailstack:backup` and `accounts.<a>.migrateFrom` (rules in config/backup.py, config/migration.py)."""
+    from config import backup, migration
+
+    if ctx.ok("backup"):
+        data_dir = ctx.settings.target.data_dir if ctx.ok("target") else None
+        yield from backup.checks(ctx.settings.backup, secret="mailstack:backup" in ctx.secret_keys, data_dir=data_dir)
+    if ctx.ok("accounts") and ctx.settings.accounts:
+        yield from migration.checks(ctx.settings.accounts, secret="mailstack:accounts" in ctx.secret_keys)
+
+
 ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (
     hostname,
     target,
@@ -650,4 +661,5 @@ ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (
     aliases,
     relay,
     env,
+    backup_and_migration,
 )

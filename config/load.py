@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from config import checks, settings_checks
+from config import backup, checks, settings_checks
 from config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm_command, set_command
 from config.model import (
     DEFAULT_LOCAL_DATA_DIR,
@@ -263,7 +263,10 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
     )
     accounts = tuple(
         sorted(
-            (AccountSettings(normalise_address(a), acc.password, acc.quota) for a, acc in raw.accounts.items()),
+            (
+                AccountSettings(normalise_address(a), acc.password, acc.quota, acc.migrate_from)
+                for a, acc in raw.accounts.items()
+            ),
             key=lambda a: a.address,
         )
     )
@@ -347,6 +350,7 @@ def report_uri(value: str) -> str:
 def _dmarc_uris(dmarc: Dmarc) -> Dmarc:
     return dmarc.model_copy(
         update={"rua": tuple(report_uri(u) for u in dmarc.rua), "ruf": tuple(report_uri(u) for u in dmarc.ruf)}
+        backup=backup.resolve(raw.backup),
     )
 
 

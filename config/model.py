@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
+from config.backup_model import Backup, MigrateFrom
+
 DEFAULT_IMAGE = "ghcr.io/docker-mailserver/docker-mailserver:15.1.0"
 DEFAULT_WATCHTOWER_IMAGE = "nickfedor/watchtower:1.21.0"
 DEFAULT_CERTBOT_IMAGES = {"dns-cloudflare": "certbot/dns-cloudflare:v4.2.0", "http": "certbot/certbot:v4.2.0"}
@@ -180,6 +182,8 @@ class Account(_Model):
     password: SecretStr | None = None
     """Omitted: a password is generated (pulumi-random) and exported as a secret output."""
     quota: str | None = None
+    migrate_from: MigrateFrom | None = None
+    """Old IMAP server to import this mailbox from (config/migration.py)."""
 
 
 class Relay(_Model):
@@ -222,6 +226,7 @@ class RawSettings(_Model):
     relay: Relay | None = None
     updates: Updates = Updates()
     inbound: Inbound = Inbound()
+    backup: Backup | None = None
 
 
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in RawSettings.model_fields.items())

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import SecretStr
 
 from config.errors import Problem
+from config.backup_model import BackupSettings, MigrateFrom
 from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, Ports, Spf, TlsRpt
 
 
@@ -55,6 +56,7 @@ class AccountSettings:
     address: str
     password: SecretStr | None
     quota: str | None
+    migrate_from: MigrateFrom | None = None
 
     @property
     def domain(self) -> str:
@@ -109,6 +111,7 @@ class MailSettings:
     """`inbound.spfFail`: refuse mail failing SPF, or file it into the recipient's Junk folder."""
     warnings: tuple[Problem, ...] = ()
     """Things worth knowing that do not stop a deploy (the Pulumi program logs them, `render` prints them)."""
+    backup: BackupSettings | None = None
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)

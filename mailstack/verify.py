@@ -21,9 +21,11 @@ import math
 import sys
 import time
 from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mailstack.cli import print_error
+from mailstack.verify_backup import backup_findings, read_status
 from mailstack.verify_checks import (
     EXIT_UNCHECKED,
     GROUPS,
@@ -234,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet", "-q", action="store_true", help="leave out the summary lines of domains with nothing to report"
     )
+    parser.add_argument(
+        "--backup-status", metavar="FILE", help="the backup job's status.json (`-`: stdin); warns when it is stale"
+    )
     return parser
 
 
@@ -287,11 +292,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         options = options_from_args(args)
         outputs = read_outputs(args.stack, args.outputs)
-    except (InputError, ValueError) as e:
+        backup_status = read_status(args.backup_status) if args.backup_status else None
+    except (InputError, ValueError, OSError) as e:
         print_error("verify", str(e))
         return EXIT_UNCHECKED
     started = time.monotonic()
     findings = verify(outputs, options)
+    if backup_status is not None:
+        findings += backup_findings(backup_status, hostname=outputs.hostname, now=datetime.now(UTC))
     code = exit_code(findings)
     elapsed = time.monotonic() - started
     if args.json:
