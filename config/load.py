@@ -329,6 +329,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         watchtower=raw.updates.watchtower,
         watchtower_image=raw.updates.image,
         spf_fail=raw.inbound.spf_fail,
+        backup=backup.resolve(raw.backup),
     )
 
 
@@ -350,7 +351,6 @@ def report_uri(value: str) -> str:
 def _dmarc_uris(dmarc: Dmarc) -> Dmarc:
     return dmarc.model_copy(
         update={"rua": tuple(report_uri(u) for u in dmarc.rua), "ruf": tuple(report_uri(u) for u in dmarc.ruf)}
-        backup=backup.resolve(raw.backup),
     )
 
 

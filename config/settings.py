@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from config.errors import Problem
 from config.backup_model import BackupSettings, MigrateFrom
+from config.errors import Problem
 from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, Ports, Spf, TlsRpt
 
 
