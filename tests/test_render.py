@@ -562,6 +562,7 @@ def test_standard_profile_key_is_readable_by_rspamd_after_dms_start(tmp_path: Pa
             ],
             capture_output=True,
             check=False,
+            cwd="/",  # _rspamd must be able to stay in the working directory (find restores it)
         )
         assert done.returncode == 0, done.stderr.decode()
         found, _, signed = done.stdout.partition(b"\n")
