@@ -224,7 +224,7 @@ def test_resource_count_is_independent_of_the_number_of_accounts() -> None:
             scale_config(3, 1), ("mailstack:accounts", "mailstack:relay", "cloudflare:apiToken"), "prod"
         )
     assert sorted(r.urn for r in few.resources) == sorted(r.urn for r in many.resources)
-    assert len(more_domains.resources) - len(few.resources) == 14
+    assert len(more_domains.resources) - len(few.resources) == 18
 
 
 def test_the_program_collects_garbage_in_large_batches(dev_config: dict[str, str]) -> None:

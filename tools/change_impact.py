@@ -103,6 +103,16 @@ RULES: dict[str, Rule] = {
     "random:index/randomPassword:RandomPassword": Rule(replaces=(EVERY,), source="pulumi-apis.md §4"),
     "random:index/randomBytes:RandomBytes": Rule(replaces=(EVERY,), source="pulumi-apis.md §4"),
     "cloudflare:index/dnsRecord:DnsRecord": Rule(replaces=("zone_id",), source="pulumi-apis.md §1; dns_record.py"),
+    # The script's identity is (account, name) in the API path (/accounts/{id}/workers/scripts/{name});
+    # a content change uploads a new version in place. Assumed from the API, not read in the schema.
+    "cloudflare:index/workersScript:WorkersScript": Rule(
+        replaces=("account_id", "script_name"), source="Workers API path; assumed"
+    ),
+    "cloudflare:index/workersCustomDomain:WorkersCustomDomain": Rule(
+        replaces=("account_id", "hostname"),
+        source="terraform-provider-cloudflare internal/services/workers_custom_domain/schema.go (RequiresReplace)",
+    ),
+    "cloudflare:index/zoneDnssec:ZoneDnssec": Rule(replaces=("zone_id",), source="the zone is its identity; assumed"),
 }
 # Accepted by the provider's diff but not applied by its Update (pulumi-apis.md §2): the engine shows
 # an update that changes nothing on the host unless the resource lists the input in replace_on_changes.
