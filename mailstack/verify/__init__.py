@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailstack.cli import print_error
+from mailstack.verify import autoconfig, dane, dnssec, mta_sts
 from mailstack.verify.backup import backup_findings, read_status
 from mailstack.verify.dnsclient import DEFAULT_CONCURRENCY, Endpoint, check_port, parse_endpoint
 from mailstack.verify.findings import EXIT_UNCHECKED, GROUPS, Finding, Status, exit_code
@@ -68,6 +69,18 @@ def jobs(checks: Checks) -> list[Job]:
         selected.append((host, "ports", checks.check_ports()))
     if options.runs("blocklist"):
         selected.append((host, "blocklist", checks.check_blocklists()))
+    if options.runs("mta-sts"):
+        selected += [(d, "mta-sts", mta_sts.check(checks, d, r)) for d, r in mta_sts.domains_with_policy(outputs)]
+    if options.runs("autoconfig"):
+        docs = [doc for doc in outputs.web_documents if not doc.host.startswith("mta-sts.")]
+        selected += [(autoconfig.domain_of(doc), "autoconfig", autoconfig.check(checks, doc)) for doc in docs]
+    # DANE and the DNSSEC it rests on are checked for stacks that publish TLSA (mailstack:dane).
+    if any(r.type == "TLSA" for r in outputs.records):
+        if options.runs("dane") and options.runs("ports"):
+            selected.append((host, "dane", dane.check(checks)))
+        if options.runs("dnssec"):
+            selected += [(d, "dnssec", dnssec.check(checks, d, d, "MX")) for d in outputs.mail_domains]
+            selected.append((host, "dnssec", dnssec.check(checks, host, dane.tlsa_name(host), "TLSA")))
     return selected
 
 
@@ -221,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", action="append", default=[], help="connect here instead of the public IPs")
     parser.add_argument("--cafile", help="trust only the CA certificates in this PEM file (tests, private CAs)")
     parser.add_argument(
+        "--web-address",
+        metavar="IP[:PORT]",
+        help="connect here for the MTA-STS and autoconfig URLs instead of resolving their hosts (default port 443)",
+    )
+    parser.add_argument(
         "--expiry-days", type=int, default=DEFAULT_EXPIRY_DAYS, help="fail certificates expiring sooner"
     )
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="parallel DNS queries")
@@ -274,6 +292,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         cafile=args.cafile,
         expiry_days=args.expiry_days,
         concurrency=args.concurrency,
+        web_address=parse_endpoint(args.web_address, 443) if args.web_address else None,
     )
 
 

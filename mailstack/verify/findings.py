@@ -26,7 +26,20 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_UNCHECKED = 2
 
-GROUPS = ("records", "spf", "dkim", "dmarc", "mx", "ptr", "ports", "blocklist")
+GROUPS = (
+    "records",
+    "spf",
+    "dkim",
+    "dmarc",
+    "mx",
+    "ptr",
+    "ports",
+    "blocklist",
+    "mta-sts",
+    "autoconfig",
+    "dane",
+    "dnssec",
+)
 """Check groups that `--skip` accepts (`ports` includes the certificate checks)."""
 
 

@@ -63,6 +63,8 @@ class Options:
     cafile: str | None = None
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     concurrency: int = DEFAULT_CONCURRENCY
+    web_address: Endpoint | None = None
+    """Where to connect for the HTTPS documents instead of resolving their hosts (tests, split horizon)."""
 
     def runs(self, group: str) -> bool:
         if group == "blocklist" and not self.blocklist:

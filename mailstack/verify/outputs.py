@@ -16,7 +16,7 @@ import dns.rdtypes.ANY.TXT
 
 from mailstack.verify.values import canonical, display, txt_kind
 
-RECORD_TYPES = ("MX", "TXT", "A", "AAAA", "SRV", "CNAME", "CAA")
+RECORD_TYPES = ("MX", "TXT", "A", "AAAA", "SRV", "CNAME", "CAA", "TLSA")
 
 
 class OutputsError(ValueError):
@@ -91,6 +91,23 @@ def publish_txt(expected: Sequence[ExpectedRecord], name: str, default: str) -> 
 
 
 @dataclass(frozen=True)
+class WebDocument:
+    """One entry of the stack's `webDocuments` output: an HTTPS document a mail domain serves."""
+
+    url: str
+    content_type: str
+    purpose: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.url.split("/", 3)[2]
+
+    @property
+    def path(self) -> str:
+        return "/" + self.url.split("/", 3)[3]
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     """What the stack says should exist."""
 
@@ -98,6 +115,7 @@ class StackOutputs:
     ipv4: str | None
     ipv6: str | None
     records: tuple[ExpectedRecord, ...]
+    web_documents: tuple[WebDocument, ...] = ()
 
     @property
     def ips(self) -> tuple[str, ...]:
@@ -181,6 +199,26 @@ def parse_outputs(data: object) -> StackOutputs:
             reasons.append(f"{where}: {rtype} content {record.content!r} is not valid: {e}")
             continue
         records.append(record)
+    documents = _web_documents(data.get("webDocuments"), reasons)
     if reasons:
         raise OutputsError(reasons)
-    return StackOutputs(_fqdn(hostname), ips["publicIPv4"], ips["publicIPv6"], tuple(records))
+    return StackOutputs(_fqdn(hostname), ips["publicIPv4"], ips["publicIPv6"], tuple(records), documents)
+
+
+def _web_documents(raw: object, reasons: list[str]) -> tuple[WebDocument, ...]:
+    """`webDocuments` (optional: stacks from before MTA-STS hosting have none)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reasons.append("`webDocuments` must be a list")
+        return ()
+    out = []
+    for i, entry in enumerate(raw):
+        url = entry.get("url") if isinstance(entry, Mapping) else None
+        kind = entry.get("contentType") if isinstance(entry, Mapping) else None
+        if not (isinstance(url, str) and url.startswith("https://") and url.count("/") >= 3 and isinstance(kind, str)):
+            reasons.append(f"webDocuments[{i}] needs an https `url` with a path and a `contentType`")
+            continue
+        assert isinstance(entry, Mapping)
+        out.append(WebDocument(url, kind, str(entry.get("purpose") or "")))
+    return tuple(out)

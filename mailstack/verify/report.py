@@ -32,7 +32,22 @@ COLOURS = {
     Status.ERROR: "35",
 }
 INDENT = "      "
-CHECK_ORDER = ("nameservers", "records", "mx", "spf", "dkim", "dmarc", "ptr", "ports", "tls", "blocklist")
+CHECK_ORDER = (
+    "nameservers",
+    "records",
+    "mx",
+    "spf",
+    "dkim",
+    "dmarc",
+    "mta-sts",
+    "autoconfig",
+    "dnssec",
+    "ptr",
+    "ports",
+    "tls",
+    "dane",
+    "blocklist",
+)
 
 
 def group_order(findings: Sequence[Finding], outputs: StackOutputs) -> list[str]:
