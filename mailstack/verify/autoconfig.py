@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import plistlib
 import xml.etree.ElementTree as ET
+import xml.parsers.expat
 from typing import TYPE_CHECKING
 
 from mailstack.verify.findings import Finding, Status
@@ -49,19 +50,22 @@ def servers(doc: WebDocument, body: bytes) -> list[tuple[str, int]]:
                         out.append((str(host).lower(), int(payload.get(f"{side}MailServerPortNumber", 0))))
             return out
         root = ET.fromstring(body)
-    except (plistlib.InvalidFileException, ET.ParseError, ValueError, TypeError) as e:
+    except (plistlib.InvalidFileException, ET.ParseError, xml.parsers.expat.ExpatError, ValueError, TypeError) as e:
         raise ValueError(f"does not parse: {e}") from e
-    if is_autodiscover(doc):
-        ns = {"r": OUTLOOK_NS}
+    try:
+        if is_autodiscover(doc):
+            ns = {"r": OUTLOOK_NS}
+            return [
+                (p.findtext("r:Server", "", ns).lower(), int(p.findtext("r:Port", "0", ns) or 0))
+                for p in root.iterfind(".//r:Protocol", ns)
+            ]
         return [
-            (p.findtext("r:Server", "", ns).lower(), int(p.findtext("r:Port", "0", ns) or 0))
-            for p in root.iterfind(".//r:Protocol", ns)
+            (s.findtext("hostname", "").lower(), int(s.findtext("port", "0") or 0))
+            for tag in ("incomingServer", "outgoingServer")
+            for s in root.iterfind(f".//{tag}")
         ]
-    return [
-        (s.findtext("hostname", "").lower(), int(s.findtext("port", "0") or 0))
-        for tag in ("incomingServer", "outgoingServer")
-        for s in root.iterfind(f".//{tag}")
-    ]
+    except ValueError as e:
+        raise ValueError(f"a port is not a number: {e}") from e
 
 
 def judge(domain: str, doc: WebDocument, reply: HttpReply, hostname: str) -> list[Finding]:

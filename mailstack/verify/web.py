@@ -29,13 +29,14 @@ class _Connection(http.client.HTTPSConnection):
     """HTTPS to `host`, optionally at another address (tests, split horizon): SNI and Host stay `host`."""
 
     def __init__(self, host: str, endpoint: Endpoint | None, context: ssl.SSLContext, timeout: float) -> None:
-        super().__init__(host, endpoint.port if endpoint else 443, context=context, timeout=timeout)
+        # Port 443 as far as HTTP is concerned (the Host header carries no port); the socket may go elsewhere.
+        super().__init__(host, 443, context=context, timeout=timeout)
         self._endpoint = endpoint
         self._tls = context
 
     def connect(self) -> None:
-        address = self._endpoint.host if self._endpoint else self.host
-        raw = socket.create_connection((address, self.port), self.timeout)
+        address = (self._endpoint.host, self._endpoint.port) if self._endpoint else (self.host, self.port)
+        raw = socket.create_connection(address, self.timeout)
         self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
 
 
