@@ -151,8 +151,8 @@ class WebServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = _serve
-            do_POST = _serve
+            do_GET = _serve  # noqa: N815 - the names http.server dispatches to
+            do_POST = _serve  # noqa: N815
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
@@ -227,7 +227,7 @@ def test_everything_served_as_the_worker_serves_it_is_ok(
     )
 
 
-def broken(server: WebServer, url: str, status: int, kind: str, body: bytes, **headers: str) -> None:
+def broken(server: WebServer, url: str, status: int, kind: str, body: bytes, **headers: str) -> None:  # noqa: PLR0917
     host, _, path = url.removeprefix("https://").partition("/")
     server.overrides[(host, "/" + path.lower())] = (status, kind, body, headers)
 
