@@ -227,7 +227,7 @@ def test_everything_served_as_the_worker_serves_it_is_ok(
     )
 
 
-def broken(server: WebServer, url: str, status: int, kind: str, body: bytes, **headers: str) -> None:  # noqa: PLR0917
+def broken(server: WebServer, url: str, status: int, kind: str, body: bytes, **headers: str) -> None:
     host, _, path = url.removeprefix("https://").partition("/")
     server.overrides[(host, "/" + path.lower())] = (status, kind, body, headers)
 
@@ -255,7 +255,7 @@ def broken(server: WebServer, url: str, status: int, kind: str, body: bytes, **h
     ],
     ids=["MX not covered", "stale id", "wrong type", "not found", "malformed"],
 )
-def test_broken_policies(
+def test_broken_policies(  # noqa: PLR0917 - pytest passes fixtures and parameters by name
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     web: Callable[..., tuple[WebServer, Path]],
