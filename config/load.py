@@ -337,6 +337,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         backup=backup.resolve(raw.backup),
         autoconfig=hosted if raw.autoconfig is None else raw.autoconfig,
         dane=raw.dane,
+        dane_rollover=raw.dane_rollover,
     )
 
 

@@ -126,6 +126,8 @@ class MailSettings:
     """Serve Thunderbird autoconfig, Outlook autodiscover and an Apple profile for every domain."""
     dane: bool = False
     """Publish TLSA `_25._tcp.<hostname>` for the SMTP key and manage DNSSEC (RFC 7672)."""
+    dane_rollover: int = 0
+    """`daneRollover`: the generation of the SMTP key in use (config/dane.py)."""
 
     @property
     def hosts_web(self) -> bool:

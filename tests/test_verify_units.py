@@ -418,7 +418,7 @@ def test_parse_outputs_reports_every_problem() -> None:
         "dnsRecords[0] must be an object",
         "dnsRecords[1]: MX needs an integer `priority`",
         "dnsRecords[2]: other.org is not inside zone example.com",
-        "dnsRecords[3]: type NS is not one of MX, TXT, A, AAAA, SRV, CNAME, CAA",
+        "dnsRecords[3]: type NS is not one of MX, TXT, A, AAAA, SRV, CNAME, CAA, TLSA",
         "dnsRecords[4]: A content '999.1.1.1' is not valid: Text input is malformed.",
         "dnsRecords[5] needs string fields type, content",
     ]
