@@ -50,9 +50,9 @@ def test_prod_with_dane_publishes_both_key_generations_and_signs_every_zone() ->
     result = run(prod_dane())
     keys = {r.name: r for r in result.by_type("tls:index/privateKey:PrivateKey") if r.name.startswith("dane-")}
     assert sorted(keys) == ["dane-0", "dane-1"]
-    assert {k: r.plain_inputs for k, r in keys.items()} == dict.fromkeys(
-        keys, {"algorithm": "ECDSA", "ecdsaCurve": "P256"}
-    )
+    assert {k: r.plain_inputs for k, r in keys.items()} == {
+        key: {"algorithm": "ECDSA", "ecdsaCurve": "P256"} for key in keys
+    }
     tlsa = {r.name: r.plain_inputs for r in result.by_type(DNS_RECORD) if r.plain_inputs["type"] == "TLSA"}
     assert sorted(tlsa) == ["dns-tlsa-_25._tcp.mail.example.com-g0", "dns-tlsa-_25._tcp.mail.example.com-g1"]
     for generation in (0, 1):
