@@ -34,6 +34,7 @@ def run(config: dict[str, Any]) -> RunResult:
     return result
 
 
+@pytest.mark.integration
 def test_tlsa_is_the_sha256_of_the_subject_public_key_info_as_openssl_computes_it(tmp_path: Path) -> None:
     _, public = ecdsa_key_pem("any")
     (tmp_path / "pub.pem").write_text(public)
