@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from config.containers import ContainerSpec, Healthcheck, Mount, PortBinding
+from config.containers import ContainerSpec, Healthcheck, Mount, PortBinding, go_duration
 
 
 def image(resource_name: str, spec: ContainerSpec[object], opts: pulumi.ResourceOptions) -> docker.RemoteImage:
@@ -76,8 +76,10 @@ def _volume(mount: Mount, named: Mapping[str, pulumi.Input[str]]) -> docker.Cont
 def _healthcheck(check: Healthcheck) -> docker.ContainerHealthcheckArgs:
     return docker.ContainerHealthcheckArgs(
         tests=list(check.tests),
-        interval=check.interval,
-        timeout=check.timeout,
+        # Every field, in the form the provider reads back (config.containers.go_duration).
+        interval=go_duration(check.interval),
+        timeout=go_duration(check.timeout),
+        start_period=go_duration(check.start_period),
+        start_interval=go_duration(check.start_interval),
         retries=check.retries,
-        start_period=check.start_period,
     )

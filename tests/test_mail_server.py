@@ -36,8 +36,12 @@ PROGRAM = ROOT / "tests" / "programs" / "server_only.py"
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ-FAKE-FOR-TESTS\n"
 HEALTHCHECK = {
     "tests": ["CMD-SHELL", "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"],
+    # Every field, in Go's Duration.String() form: nothing is left for the image to fill in.
+    "interval": "30s",
     "timeout": "3s",
-    "retries": 0,
+    "startPeriod": "30s",
+    "startInterval": "0s",
+    "retries": 3,
 }
 PROD_ENV = [
     "ACCOUNT_PROVISIONER=FILE",

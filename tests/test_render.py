@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from config import MailSettings, load_settings
+from config.containers import go_duration
 from config.records import mail_records
 from mailstack import compose, render
 from mailstack.stackfile import PLACEHOLDER_PREFIX, new_encryption_salt, set_secret
@@ -640,7 +641,13 @@ def _unescape(value: Any) -> Any:
 
 def _as_container_inputs(service: dict[str, Any], volumes: dict[str, Any], env_text: str) -> dict[str, Any]:
     """A compose service in pulumi-docker's input shape (minus the image id and `wait`)."""
-    duration = {"interval": "interval", "timeout": "timeout", "retries": "retries", "start_period": "startPeriod"}
+    duration = {
+        "interval": "interval",
+        "timeout": "timeout",
+        "retries": "retries",
+        "start_period": "startPeriod",
+        "start_interval": "startInterval",
+    }
     inputs: dict[str, Any] = {"name": service["container_name"]}
     if "hostname" in service:
         inputs["hostname"] = service["hostname"]
@@ -766,7 +773,7 @@ def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, se
         assert image.plain_inputs["name"] == compose_service["image"]
         wait, wait_timeout = inputs.pop("wait", False), inputs.pop("waitTimeout", None)
         if name in waited_for:
-            assert (wait, f"{int(wait_timeout)}s") == (True, compose_service["healthcheck"]["start_period"])
+            assert (wait, go_duration(int(wait_timeout))) == (True, compose_service["healthcheck"]["start_period"])
         else:
             assert (wait, wait_timeout) == (False, None)
         if inputs.get("ports") == []:
