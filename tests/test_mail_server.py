@@ -183,7 +183,11 @@ def test_dev_container_inputs(home: Path) -> None:
         ],
         "restart": "always",
         "stopTimeout": 60,
+        # SIGTERM, then 60 s, on replace and destroy (the provider's Delete uses 0 otherwise).
+        "destroyGraceSeconds": 60,
         "memory": 768,
+        # As sent, as stored: Docker would store 1536 (or -1 without swap accounting) for none.
+        "memorySwap": -1,
         "networkMode": "bridge",
         "healthcheck": HEALTHCHECK,
     }
@@ -220,7 +224,11 @@ def test_prod_container_inputs() -> None:
         ],
         "restart": "always",
         "stopTimeout": 60,
+        # SIGTERM, then 60 s, on replace and destroy (the provider's Delete uses 0 otherwise).
+        "destroyGraceSeconds": 60,
         "memory": 768,
+        # As sent, as stored: Docker would store 1536 (or -1 without swap accounting) for none.
+        "memorySwap": -1,
         "networkMode": "bridge",
         "healthcheck": HEALTHCHECK,
     }
@@ -527,6 +535,7 @@ def test_watchtower_only_when_enabled() -> None:
         "command": ["--interval", "86400", "--cleanup", "--label-enable"],
         "volumes": [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}],
         "restart": "unless-stopped",
+        "destroyGraceSeconds": 10,  # Docker's own default stop timeout, not the provider's 0
         "networkMode": "bridge",
     }
     assert watchtower.options["delete_before_replace"] is True
