@@ -117,8 +117,8 @@ def _registered_containers() -> list[tuple[str, dict[str, Any]]]:
     runs = {
         "dev": run_program(stack_config(DEV_STACK), stack="dev"),
         "prod": run_program(prod_config_values(), PROD_SECRET_KEYS, stack="prod"),
-        "prod-http-watchtower": run_program(
-            with_values(prod_config_values(), **{"updates": {"watchtower": True}, "tls/challenge": "http"}),
+        "prod-http": run_program(
+            with_values(prod_config_values(), **{"tls/challenge": "http"}),
             PROD_SECRET_KEYS,
             stack="prod",
         ),
@@ -142,7 +142,7 @@ def test_every_registered_container_reads_back_as_registered(image: str, contain
         "dev:mail-container",
         "prod:mail-container",
         "prod:mail-tls-certbot",
-        "prod-http-watchtower:mail-watchtower",
+        "prod-http:mail-tls-certbot",
     }
     for name, inputs in registered:
         inputs = {k: v for k, v in inputs.items() if k not in ("entrypoints", "command", "volumes")}

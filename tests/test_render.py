@@ -624,7 +624,6 @@ def _registered_files(result: RunResult, data_dir: str) -> dict[str, str]:
 REGISTERED_CONTAINERS = {
     "mailserver": ("mail-container", "mail-image"),
     "certbot": ("mail-tls-certbot", "mail-tls-certbot-image"),
-    "watchtower": ("mail-watchtower", "mail-watchtower-image"),
 }
 """Compose service → (container, image) resource names."""
 
@@ -707,12 +706,10 @@ def _prod_with(**changes: Any) -> Any:
         pytest.param(lambda key: stack_config(DEV_STACK), (), "dev", id="dev"),
         pytest.param(_prod_with(), PROD_SECRET_KEYS, "prod", id="prod"),
         pytest.param(
-            _prod_with(
-                **{"updates": {"watchtower": True}, "tls/challenge": "http", "tls/staging": True, "tls/email": None}
-            ),
+            _prod_with(**{"tls/challenge": "http", "tls/staging": True, "tls/email": None}),
             PROD_SECRET_KEYS,
             "prod",
-            id="prod-http-watchtower",
+            id="prod-http",
         ),
         pytest.param(
             _prod_with(tls={"mode": "existing", "path": "/srv/certs"}), PROD_SECRET_KEYS, "prod", id="prod-existing"
@@ -760,14 +757,10 @@ def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, se
     assert container["healthcheck"]["tests"] == service["healthcheck"]["test"]
 
     # Every container, every input: name, restart, mounts, stop timeout, network mode, healthcheck,
-    # certbot and Watchtower included; the image by reference, `wait` as DMS's depends_on.
-    # Every container, every input: name, restart, mounts, stop timeout, network mode, healthcheck,
-    # certbot and Watchtower included; the image by reference, `wait` as DMS's depends_on.
+    # certbot included; the image by reference, `wait` as DMS's depends_on.
     expected_services = {"mailserver"}
     if settings.tls.mode == "letsencrypt":
         expected_services.add("certbot")
-    if settings.watchtower:
-        expected_services.add("watchtower")
     assert set(document["services"]) == expected_services
     waited_for = {
         dependency
@@ -791,6 +784,26 @@ def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, se
         if inputs.get("ports") == []:
             del inputs["ports"]  # certbot (DNS-01) registers an empty list; Compose has no such thing
         assert inputs == _as_container_inputs(compose_service, document["volumes"], rendered["mailserver.env"]), name
+
+
+def test_watchtower_stays_valid_for_render(tmp_path: Path) -> None:
+    """The Pulumi program refuses `updates.watchtower` (tests/test_mail_server.py); `render` keeps it.
+
+    compose.yaml names the image by reference and has no state a recreated container could fall out
+    of, so Watchtower can pull the tag and recreate the service (docs/host.md, Updates).
+    """
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_text("not a real key\n")
+    raw = _prod_with(updates={"watchtower": True})(str(key_file))
+    assert run_program(raw, PROD_SECRET_KEYS, stack="prod").error is not None
+    settings = load_settings(raw, secret_keys=set(PROD_SECRET_KEYS), stack="prod")
+    state = render.fresh_state(settings)
+    rendering = render.render_stack(settings, state, cloudflare_token=raw.get("cloudflare:apiToken"))
+    services = yaml.safe_load(next(f.text for f in rendering.files if f.path == "compose.yaml"))["services"]
+    assert list(services) == ["mailserver", "certbot", "watchtower"]
+    assert services["mailserver"]["image"] == "ghcr.io/docker-mailserver/docker-mailserver:15.1.0"
+    assert services["mailserver"]["labels"]["com.centurylinklabs.watchtower.enable"] == "true"
+    assert services["watchtower"]["image"] == "nickfedor/watchtower:1.21.0"
 
 
 # -- real tools ------------------------------------------------------------------------------------

@@ -316,11 +316,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         'pulumi config set --path mailstack:tls \'{"mode": "existing", "path": "/etc/letsencrypt"}\'',
         {"tls": {"mode": "existing", "path": "/etc/letsencrypt"}},
     ),
-    Scenario(
-        "enable Watchtower",
-        "`pulumi config set --path mailstack:updates.watchtower true`",
-        {"updates/watchtower": True},
-    ),
 )
 
 
