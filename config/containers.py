@@ -58,6 +58,16 @@ VOLUMES = (("mail-data", "/var/mail"), ("mail-state", "/var/mail-state"), ("mail
 """(role, container path) of DMS's named volumes; the role names the volume and its Pulumi resource."""
 MAIL_STOP_TIMEOUT = 60
 """Seconds: compose `stop_grace_period: 1m` of DMS: Postfix/Dovecot flush queues and indexes."""
+MEMORY_SWAP_UNLIMITED = -1
+"""memory_swap sent with every memory limit. Left out, Docker stores twice the memory, or -1 where
+the kernel has no swap accounting (moby daemon/create.go verifies, :80, before it adapts, :106;
+daemon_unix.go:439-442 then :343-345 in v20.10.24, the same in v28.5.2), and the provider reads that
+back into `memory_swap`, which its schema does not compute: an update on every run. -1 is stored as
+sent on every host (checked on the real engine in tests/test_docker_engine.py), and leaves swap to
+the host, as DMS's docs advise for small machines (swap for the container)."""
+DOCKER_STOP_TIMEOUT = 10
+"""Seconds Docker waits after SIGTERM for a container without its own stop timeout (moby
+container/container_unix.go:28, DefaultStopTimeout, in v20.10.24)."""
 NETWORK_MODE = "bridge"
 """Explicit: the provider shows a diff on every run otherwise (pulumi-docker#1272)."""
 
@@ -154,6 +164,7 @@ class ContainerSpec(Generic[LabelValue_co]):
     stop_timeout: int | None = None
     """Seconds between SIGTERM and SIGKILL on stop."""
     memory_mb: int | None = None
+    """Memory limit in MiB. Swap is left unlimited (`MEMORY_SWAP_UNLIMITED`)."""
     healthcheck: Healthcheck | None = None
     entrypoint: tuple[str, ...] | None = None
     command: tuple[str, ...] | None = None
@@ -249,7 +260,10 @@ def mail_container(settings: MailSettings, *, signer_fingerprint: T) -> Containe
         labels=tuple(labels),
         restart="always",
         stop_timeout=MAIL_STOP_TIMEOUT,
-        memory_mb=settings.memory_mb,
+        # Without the host's memory cgroup Docker discards the limit (Memory 0, moby
+        # daemon/daemon_unix.go:434-437 in v20.10.24, :423-426 in v28.5.2) and every refresh would
+        # show it as a change: target.memoryCgroup false sends none (HostTarget warns).
+        memory_mb=settings.memory_mb if settings.target.memory_cgroup else None,
         healthcheck=Healthcheck(
             ("CMD-SHELL", HEALTHCHECK),
             interval=MAIL_HEALTH_INTERVAL,

@@ -92,6 +92,7 @@ def service_document(
         doc["labels"] = dict(spec.labels)
     if spec.memory_mb is not None:
         doc["mem_limit"] = f"{spec.memory_mb}m"
+        doc["memswap_limit"] = containers.MEMORY_SWAP_UNLIMITED
     doc["restart"] = spec.restart
     if spec.stop_timeout is not None:
         doc["stop_grace_period"] = f"{spec.stop_timeout}s"

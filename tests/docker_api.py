@@ -105,13 +105,24 @@ MB = 1024 * 1024
 
 
 def with_schema_defaults(inputs: dict[str, Any]) -> dict[str, Any]:
-    """The inputs as the provider sees them, schema defaults applied."""
-    out = dict(inputs)
+    """The inputs as the provider sees them, schema defaults applied (numbers as ints: the mock
+    runtime hands them back as floats, as protobuf's Struct carries them)."""
+    out = _ints(inputs)
     if "ports" in out:
         out["ports"] = [{**_PORT_DEFAULTS, **p} for p in out["ports"]]
     if "healthcheck" in out:
         out["healthcheck"] = {**_HEALTH_DEFAULTS, **out["healthcheck"]}
     return out
+
+
+def _ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
 
 
 def create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
@@ -125,7 +136,7 @@ def create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
         "NetworkMode": i.get("networkMode", ""),
     }
     if i.get("stopTimeout"):  # :55-58, GetOk: 0 counts as unset
-        config["StopTimeout"] = i["stopTimeout"]
+        config["StopTimeout"] = int(i["stopTimeout"])
     if i.get("envs"):
         config["Env"] = list(i["envs"])
     if i.get("command"):
@@ -138,9 +149,9 @@ def create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
         exposed: dict[str, Any] = {}
         bindings: dict[str, list[dict[str, str]]] = {}
         for p in i["ports"]:
-            key = f"{p['internal']}/{p['protocol']}"
+            key = f"{int(p['internal'])}/{p['protocol']}"
             exposed[key] = {}
-            bindings.setdefault(key, []).append({"HostIp": p["ip"], "HostPort": str(p["external"])})
+            bindings.setdefault(key, []).append({"HostIp": p["ip"], "HostPort": str(int(p["external"]))})
         config["ExposedPorts"] = exposed
         host["PortBindings"] = bindings
     if "healthcheck" in i:  # :139-162, every duration through time.ParseDuration
@@ -151,7 +162,7 @@ def create_body(inputs: dict[str, Any], image: str) -> dict[str, Any]:
             "Timeout": parse_go_duration(h["timeout"]),
             "StartPeriod": parse_go_duration(h["startPeriod"]),
             "StartInterval": parse_go_duration(h["startInterval"]),
-            "Retries": h["retries"],
+            "Retries": int(h["retries"]),
         }
     if i.get("capabilities"):
         host["CapAdd"] = list(i["capabilities"].get("adds", []))

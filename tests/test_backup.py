@@ -386,6 +386,7 @@ def test_backup_container_inputs() -> None:
         ],
         "restart": "unless-stopped",
         "stopTimeout": 60,
+        "destroyGraceSeconds": 60,
         "networkMode": "bridge",
         "healthcheck": {
             "tests": ["CMD-SHELL", "sh /run/mailstack-backup/mailstack-backup.sh health"],

@@ -69,6 +69,7 @@ def test_dev_compose_document_exact() -> None:
                 ],
                 "labels": {"mailstack.signer-config-sha256": FINGERPRINT},
                 "mem_limit": "768m",
+                "memswap_limit": -1,
                 "restart": "always",
                 "stop_grace_period": "60s",
                 "network_mode": "bridge",

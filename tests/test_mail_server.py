@@ -183,7 +183,11 @@ def test_dev_container_inputs(home: Path) -> None:
         ],
         "restart": "always",
         "stopTimeout": 60,
+        # SIGTERM, then 60 s, on replace and destroy (the provider's Delete uses 0 otherwise).
+        "destroyGraceSeconds": 60,
         "memory": 768,
+        # As sent, as stored: Docker would store 1536 (or -1 without swap accounting) for none.
+        "memorySwap": -1,
         "networkMode": "bridge",
         "healthcheck": HEALTHCHECK,
     }
@@ -220,7 +224,11 @@ def test_prod_container_inputs() -> None:
         ],
         "restart": "always",
         "stopTimeout": 60,
+        # SIGTERM, then 60 s, on replace and destroy (the provider's Delete uses 0 otherwise).
+        "destroyGraceSeconds": 60,
         "memory": 768,
+        # As sent, as stored: Docker would store 1536 (or -1 without swap accounting) for none.
+        "memorySwap": -1,
         "networkMode": "bridge",
         "healthcheck": HEALTHCHECK,
     }

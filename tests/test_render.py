@@ -682,8 +682,13 @@ def _as_container_inputs(service: dict[str, Any], volumes: dict[str, Any], env_t
     inputs["restart"] = service["restart"]
     if "stop_grace_period" in service:
         inputs["stopTimeout"] = int(service["stop_grace_period"].removesuffix("s"))
+    # `docker compose down` stops with stop_grace_period; the component's destroy waits as long
+    # (Docker's own 10 s where the service has none).
+    inputs["destroyGraceSeconds"] = inputs.get("stopTimeout", 10)
     if "mem_limit" in service:
         inputs["memory"] = int(service["mem_limit"].removesuffix("m"))
+    if "memswap_limit" in service:
+        inputs["memorySwap"] = service["memswap_limit"]
     inputs["networkMode"] = service["network_mode"]
     if "healthcheck" in service:
         check = service["healthcheck"]

@@ -88,6 +88,8 @@ def test_letsencrypt_dns_cloudflare_certbot_container() -> None:
         "startInterval": "0s",
         "retries": 3,
     }
+    # certbot traps TERM; Docker's default 10 s instead of the provider's SIGKILL at once.
+    assert inputs["destroyGraceSeconds"] == 10
     assert (inputs["wait"], inputs["waitTimeout"], inputs["restart"], inputs["networkMode"]) == (
         True,
         600,

@@ -31,6 +31,7 @@ PACKAGES = {
     "openssl": "openssl",
     "unshare": "util-linux",
     "setpriv": "util-linux",
+    "docker": "docker.io",
 }
 """Tool → the Debian package `.ci/run` installs for it (keep in step with APT_PACKAGES there)."""
 
