@@ -229,6 +229,10 @@ def _container_read_back(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
 READ_BACK: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {CONTAINER: _container_read_back}
 """Type → the state the provider holds after creating a resource from these inputs (inputs as sent otherwise)."""
+READ_BACK_DOC: dict[str, str] = {
+    CONTAINER: "healthcheck durations as Go's `Duration.String()` (`600s` → `10m0s`); `memory_swap` as Docker "
+    "sets it when not sent (2 × `memory`)",
+}
 
 
 def read_back(typ: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -561,8 +565,9 @@ def render(base: harness.RunResult, results: Sequence[tuple[Scenario, Sequence[C
         "Kept as data in `tools/change_impact.RULES`. A resource's `replace_on_changes` option adds to them; "
         "`ignore_changes` removes inputs from the comparison. Component resources are never replaced by a rule.",
         "",
-        "| type | replaced when these inputs change | updated in place | stored but not applied by Update | source |",
-        "|---|---|---|---|---|",
+        "| type | replaced when these inputs change | updated in place | stored but not applied by Update "
+        "| read back as (modelled) | source |",
+        "|---|---|---|---|---|---|",
     ]
     for typ, rule in RULES.items():
         replaces = "any other input" if EVERY in rule.replaces else ", ".join(f"`{p}`" for p in rule.replaces)
@@ -570,7 +575,8 @@ def render(base: harness.RunResult, results: Sequence[tuple[Scenario, Sequence[C
         if EVERY in rule.replaces and not rule.updates:
             replaces, updates = "any input", "–"
         stored = ", ".join(f"`{p}` ({when})" for p, when in rule.not_applied) or "–"
-        lines.append(f"| `{typ}` | {replaces} | {updates} | {stored} | {rule.source} |")
+        stored_as = READ_BACK_DOC.get(typ, "as sent")
+        lines.append(f"| `{typ}` | {replaces} | {updates} | {stored} | {stored_as} | {rule.source} |")
     return "\n".join(lines) + "\n"
 
 
