@@ -797,6 +797,14 @@ def backup_and_migration(ctx: Context) -> Iterator[Problem]:
         yield from migration.checks(ctx.settings.accounts, secret="mailstack:accounts" in ctx.secret_keys)
 
 
+def ddns(ctx: Context) -> Iterator[Problem]:
+    """`mailstack:ddns` (rules in config/ddns.py)."""
+    from config import ddns as ddns_rules
+
+    if ctx.ok("ddns", "hostname", "domains", "dns", "target"):
+        yield from ddns_rules.checks(ctx.settings, secret="mailstack:ddns" in ctx.secret_keys)
+
+
 ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (
     hostname,
     target,
@@ -808,4 +816,5 @@ ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (
     relay,
     env,
     backup_and_migration,
+    ddns,
 )

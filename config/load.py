@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from config import backup, checks, settings_checks
+from config import backup, checks, ddns, settings_checks
 from config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm_command, set_command
 from config.model import (
     DEFAULT_LOCAL_DATA_DIR,
@@ -333,6 +333,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         spf_fail=raw.inbound.spf_fail,
         backup=backup.resolve(raw.backup),
         rfc2136=_rfc2136(raw),
+        ddns=ddns.resolve(raw, to_ascii(raw.hostname), {d.zone: d.dns_provider for d in domains}),
     )
 
 

@@ -230,6 +230,22 @@ class Inbound(_Model):
     """`reject`: mail failing SPF is refused at SMTP time; `junk`: delivered to the recipient's Junk folder."""
 
 
+class Ddns(_Model):
+    """A home address that changes: ddclient on the host keeps the hostname's address current."""
+
+    enabled: bool = False
+    provider: Literal["dns", "dynu", "duckdns", "noip"] = "dns"
+    """`dns`: the hostname's own zone, through its backend (cloudflare or rfc2136); else a DDNS service."""
+    username: str | None = None
+    """dynu, noip: the account (or host) login."""
+    password: SecretStr | None = None
+    """dynu, noip: the password (dynu: or its IP-update password); duckdns: the token. Secret."""
+    interval: int = Field(300, ge=60, le=86400)
+    """Seconds between ddclient's address checks."""
+    ip_source: str = "ipify-ipv4"
+    """Where ddclient learns the public IPv4: a ddclient web source name or an http(s) URL answering with it."""
+
+
 class RawSettings(_Model):
     """Exactly what the stack config says, shape-checked; semantic checks run afterwards."""
 
@@ -251,6 +267,7 @@ class RawSettings(_Model):
     updates: Updates = Updates()
     inbound: Inbound = Inbound()
     backup: Backup | None = None
+    ddns: Ddns = Ddns()
 
 
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in RawSettings.model_fields.items())

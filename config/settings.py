@@ -65,6 +65,21 @@ class Rfc2136Settings:
 
 
 @dataclass(frozen=True)
+class DdnsSettings:
+    """`ddns` when enabled: who publishes the hostname's changing address, and how ddclient reaches it."""
+
+    provider: str
+    """`cloudflare` or `rfc2136` (the hostname's zone backend, for `ddns.provider: dns`), `dynu`, `duckdns`, `noip`."""
+    hostname: str
+    zone: str | None
+    """The stack zone holding the hostname (cloudflare, rfc2136); None at a DDNS service."""
+    username: str | None
+    password: SecretStr | None
+    interval: int
+    ip_source: str
+
+
+@dataclass(frozen=True)
 class AccountSettings:
     address: str
     password: SecretStr | None
@@ -127,6 +142,7 @@ class MailSettings:
     """Things worth knowing that do not stop a deploy (the Pulumi program logs them, `render` prints them)."""
     backup: BackupSettings | None = None
     rfc2136: Rfc2136Settings | None = None
+    ddns: DdnsSettings | None = None
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)

@@ -31,6 +31,8 @@ PACKAGES = {
     "openssl": "openssl",
     "unshare": "util-linux",
     "setpriv": "util-linux",
+    "ddclient": "ddclient",
+    "nsupdate": "bind9-dnsutils",
 }
 """Tool → the Debian package `.ci/run` installs for it (keep in step with APT_PACKAGES there)."""
 
