@@ -130,7 +130,7 @@ class MailDns(pulumi.ComponentResource):
                 ttl=record.ttl,
                 proxied=False,
                 comment=comment,
-                opts=child,
+                opts=_owned_by_ddns(settings, record, child, "content"),
             )
 
     def _rfc2136(self, name: str, settings: MailSettings, records: list[Pending]) -> None:
@@ -155,7 +155,7 @@ class MailDns(pulumi.ComponentResource):
                     priority=record.priority,
                     ttl=record.ttl,
                 ),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=_owned_by_ddns(settings, record, pulumi.ResourceOptions(parent=self), "content"),
             )
 
     def _route53(self, name: str, settings: MailSettings, records: list[Pending]) -> None:
@@ -235,6 +235,19 @@ class MailDns(pulumi.ComponentResource):
                     filter={"name": zone, "match": "all"}, opts=pulumi.InvokeOutputOptions(parent=self)
                 ).id
         return ids
+
+
+def _owned_by_ddns(
+    settings: MailSettings, record: RecordSpec, opts: pulumi.ResourceOptions, content: str
+) -> pulumi.ResourceOptions:
+    """The hostname's A record under `ddns`: created with `publicIPv4`, then its address is ddclient's.
+
+    `ignore_changes` makes the engine keep the address from the state (ddclient's, after a refresh)
+    instead of the config's, so `pulumi up` never puts an old address back (docs/dns.md, DDNS).
+    """
+    if settings.ddns is None or record.type != "A" or record.name != settings.ddns.hostname:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=[content]))
 
 
 Pending = tuple[RecordSpec, "pulumi.Output[str] | None"]

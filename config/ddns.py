@@ -24,10 +24,9 @@ from collections.abc import Iterator, Mapping
 
 from config.errors import Problem, key_path, problem, set_command
 from config.model import RawSettings
+from config.records import DDNS_TTL
 from config.settings import DdnsSettings, Rfc2136Settings
 
-DDNS_TTL = 300
-"""TTL of the address ddclient keeps: a new home address reaches resolvers within 5 minutes."""
 CONF_PATH = "/etc/ddclient.conf"
 """Where Debian's ddclient service reads its config (ddclient.service, /etc/default/ddclient)."""
 TSIG_KEY_PATH = "/etc/ddclient/mailstack-tsig.key"
