@@ -97,7 +97,7 @@ def test_prod_publishes_every_record_at_cloudflare_exactly() -> None:
     registered = dns_records(result)
     component = result.one("mailstack:index:MailDns", "dns").urn
     assert sorted(registered) == sorted(f"dns-{r.key}" for r in records)
-    assert len(registered) == 16
+    assert len(registered) == 18
     for record in records:
         reg = registered[f"dns-{record.key}"]
         assert reg.plain_inputs == cloudflare_inputs(record, lookup_id(record.zone), "prod"), record.key
@@ -267,7 +267,7 @@ def test_reordered_config_keeps_every_record() -> None:
 
 def test_preview_registers_the_records_too() -> None:
     """Records are created in the constructor, not inside apply(): preview shows every one of them."""
-    assert len(run(prod_config(), stack="prod", preview=True).by_type(DNS_RECORD)) == 16
+    assert len(run(prod_config(), stack="prod", preview=True).by_type(DNS_RECORD)) == 18
 
 
 def test_full_program_exports_the_dns_outputs() -> None:
