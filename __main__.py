@@ -5,6 +5,7 @@ import pulumi
 from components.accounts import Accounts, AccountsArgs
 from components.backup import Backup, BackupArgs
 from components.dane_keys import DaneKeys, DaneKeysArgs
+from components.ddns import Ddns, DdnsArgs
 from components.dkim_keys import DkimKeys, DkimKeysArgs
 from components.dnssec import Dnssec, DnssecArgs
 from components.gc_tuning import tune_gc
@@ -58,13 +59,19 @@ pulumi.export("dnsRecords", dns.records)
 pulumi.export("zoneFile", dns.zone_files)
 # MTA-STS policies and client autoconfiguration: a Worker at Cloudflare, else files `render` writes.
 pulumi.export("webDocuments", documents_output(settings))
-if settings.hosts_web and documents_output(settings):
+if settings.hosts_web:  # the domains on Cloudflare DNS get a Worker for their documents
     MailWeb("web", MailWebArgs(settings=settings))
 if settings.dane:  # the DS record of each zone, to set at its registrar
     pulumi.export("dnssecDs", Dnssec("dnssec", DnssecArgs(settings=settings)).ds)
 # Backups and imports exist only when configured (docs/host.md, "Backups"; README, "Migration").
 if settings.backup is not None:
     pulumi.export("backup", Backup("backup", BackupArgs(settings=settings, host=host, server=server)).info)
+# A changing home address: ddclient on the host owns the hostname's A record after its creation.
+if settings.ddns is not None:
+    token = pulumi.Config("cloudflare").get_secret("apiToken")
+    pulumi.export(
+        "ddns", Ddns("ddns", DdnsArgs(settings=settings, host=host, cloudflare_token=token, after=[dns])).info
+    )
 if migrations(settings.accounts):
     migration = Migration(
         "migration", MigrationArgs(settings=settings, host=host, container_name=server.container_name)

@@ -12,7 +12,7 @@ from config.settings import MailSettings
 @dataclass(frozen=True)
 class DnssecArgs:
     settings: MailSettings
-    """Cloudflare DNS; every zone of the stack is signed."""
+    """Every zone of the stack is on Cloudflare (config/web_checks.py refuses DANE otherwise) and is signed."""
 
 
 class Dnssec(pulumi.ComponentResource):

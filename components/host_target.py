@@ -149,6 +149,14 @@ class HostTarget(pulumi.ComponentResource):
         self._target = target
         self._tail: pulumi.Resource | None = None
         self._written: list[str] = []
+        if not target.memory_cgroup:
+            pulumi.log.warn(
+                "target.memoryCgroup is false: the mail container runs without a memory limit. Once the host's "
+                "kernel has the memory cgroup (Raspberry Pi: cgroup_enable=memory in /boot/firmware/cmdline.txt, "
+                "then reboot; `docker info` no longer warns 'No memory limit support'): "
+                "pulumi config set --path 'mailstack:target.memoryCgroup' true",
+                resource=self,
+            )
         if target.kind == "local":
             self.docker_provider = docker.Provider(f"{name}-docker", opts=pulumi.ResourceOptions(parent=self))
             self.register_outputs({"data_dir": self.data_dir})
@@ -186,7 +194,8 @@ class HostTarget(pulumi.ComponentResource):
             bootstrap = command.remote.Command(
                 f"{name}-bootstrap",
                 connection=self.connection,
-                create=f"bash -s -- {shlex.quote(target.data_dir)}",
+                create=f"bash -s -- {shlex.quote(target.data_dir)}"
+                + ("" if target.memory_cgroup else " --no-memory-limit"),
                 stdin=BOOTSTRAP_SCRIPT.read_text(),
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(parent=self),
@@ -260,6 +269,27 @@ class HostTarget(pulumi.ComponentResource):
             ),
             merged,
         )
+
+    def run(
+        self,
+        name: str,
+        *,
+        create: str,
+        delete: str | None,
+        stdin: pulumi.Input[str] | None,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.CustomResource:
+        """A command resource on the host, in line with the others; stdin (when given) is secret.
+
+        Output is not logged and stdout/stderr are secret, as for `write_file`; a changed `create`
+        or stdin runs `create` again.
+        """
+        merged = pulumi.ResourceOptions.merge(
+            opts,
+            pulumi.ResourceOptions(depends_on=self.ready, additional_secret_outputs=["stdout", "stderr"]),
+        )
+        secret = None if stdin is None else pulumi.Output.secret(stdin)
+        return self.in_line(lambda o: self._command(name, create=create, delete=delete, stdin=secret, opts=o), merged)
 
     def remove_files_on_move(self, name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
         """A command resource that removes every file written so far when the files move away.

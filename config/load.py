@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from config import backup, checks, settings_checks
+from config import backup, checks, ddns, settings_checks
 from config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm_command, set_command
 from config.model import (
     DEFAULT_LOCAL_DATA_DIR,
@@ -39,6 +39,7 @@ from config.settings import (
     MailSettings,
     MtaStsSettings,
     RelaySettings,
+    Rfc2136Settings,
     TargetSettings,
     TlsSettings,
 )
@@ -244,7 +245,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
     data_dir = target.data_dir or default_dir
     if data_dir.startswith("~"):
         data_dir = str(Path(home or Path.home()) / data_dir[2:])
-    hosted = raw.dns.provider == "cloudflare"  # MailSettings.hosts_web
+    hosted = raw.dns.provider == "cloudflare"  # where the Worker serves the documents (DomainSettings.hosts_web)
     domains = tuple(
         sorted(
             (
@@ -259,7 +260,11 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
                     dmarc=_dmarc_uris(d.dmarc),
                     tlsrpt=d.tlsrpt,
                     records=d.records,
-                    mta_sts=_mta_sts(d, hosted),
+                    dns_provider=d.dns.provider or raw.dns.provider,
+                    mta_sts=_mta_sts(d, (d.dns.provider or raw.dns.provider) == "cloudflare"),
+                    autoconfig=(d.dns.provider or raw.dns.provider) == "cloudflare"
+                    if raw.autoconfig is None
+                    else raw.autoconfig,
                 )
                 for name, d in raw.domains.items()
             ),
@@ -318,6 +323,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
             host_key=target.host_key,
             private_key_file=target.private_key_file,
             bootstrap=target.bootstrap,
+            memory_cgroup=target.memory_cgroup,
         ),
         image=raw.image,
         profile=raw.profile,
@@ -335,10 +341,22 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         watchtower_image=raw.updates.image,
         spf_fail=raw.inbound.spf_fail,
         backup=backup.resolve(raw.backup),
+        rfc2136=_rfc2136(raw),
+        ddns=ddns.resolve(raw, to_ascii(raw.hostname), {d.zone: d.dns_provider for d in domains}),
         autoconfig=hosted if raw.autoconfig is None else raw.autoconfig,
         dane=raw.dane,
         dane_rollover=raw.dane_rollover,
     )
+
+
+def _rfc2136(raw: RawSettings) -> Rfc2136Settings | None:
+    """`dns.rfc2136`, when a domain publishes through it (checks.dns reported anything missing)."""
+    uses = raw.dns.provider == "rfc2136" or any(d.dns.provider == "rfc2136" for d in raw.domains.values())
+    r = raw.dns.rfc2136
+    if not uses or r is None or not (r.server and r.key_name and r.key_secret):
+        return None
+    key_name = r.key_name if r.key_name.endswith(".") else r.key_name + "."
+    return Rfc2136Settings(r.server, r.port, key_name.lower(), r.key_algorithm, r.key_secret)
 
 
 def _mta_sts(domain: Domain, hosted: bool) -> MtaStsSettings | None:

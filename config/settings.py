@@ -26,6 +26,8 @@ class TargetSettings:
     host_key: str | None = None
     private_key_file: str | None = None
     bootstrap: bool = True
+    memory_cgroup: bool = True
+    """The host's kernel has the memory cgroup (target.memoryCgroup): the memory limit is sent."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,43 @@ class DomainSettings:
     dmarc: Dmarc
     tlsrpt: TlsRpt | None
     records: tuple[ExtraRecord, ...]
+    dns_provider: str = "manual"
+    """Where this domain's zone is published: `domains.<d>.dns.provider`, else `dns.provider`."""
     mta_sts: MtaStsSettings | None = None
     """None: no policy and no `_mta-sts` record (the default where mailstack cannot host the policy)."""
+    autoconfig: bool = False
+    """Serve this domain's client autoconfiguration documents (`autoconfig`, default: where hosted)."""
+
+    @property
+    def hosts_web(self) -> bool:
+        """Whether mailstack serves this domain's HTTPS documents (a Cloudflare Worker in its zone)."""
+        return self.dns_provider == "cloudflare"
+
+
+@dataclass(frozen=True)
+class Rfc2136Settings:
+    """`dns.rfc2136`: the primary that takes the updates and the TSIG key that signs them."""
+
+    server: str
+    port: int
+    key_name: str
+    key_algorithm: str
+    key_secret: SecretStr
+
+
+@dataclass(frozen=True)
+class DdnsSettings:
+    """`ddns` when enabled: who publishes the hostname's changing address, and how ddclient reaches it."""
+
+    provider: str
+    """`cloudflare` or `rfc2136` (the hostname's zone backend, for `ddns.provider: dns`), `dynu`, `duckdns`, `noip`."""
+    hostname: str
+    zone: str | None
+    """The stack zone holding the hostname (cloudflare, rfc2136); None at a DDNS service."""
+    username: str | None
+    password: SecretStr | None
+    interval: int
+    ip_source: str
 
 
 @dataclass(frozen=True)
@@ -109,7 +146,8 @@ class MailSettings:
     ports: Ports
     env: tuple[tuple[str, str], ...]
     tls: TlsSettings
-    dns_provider: Literal["manual", "cloudflare"]
+    dns_provider: str
+    """`dns.provider`: the stack's default DNS backend (each domain may override it)."""
     ttl: int
     domains: tuple[DomainSettings, ...]
     accounts: tuple[AccountSettings, ...]
@@ -122,6 +160,8 @@ class MailSettings:
     warnings: tuple[Problem, ...] = ()
     """Things worth knowing that do not stop a deploy (the Pulumi program logs them, `render` prints them)."""
     backup: BackupSettings | None = None
+    rfc2136: Rfc2136Settings | None = None
+    ddns: DdnsSettings | None = None
     autoconfig: bool = False
     """Serve Thunderbird autoconfig, Outlook autodiscover and an Apple profile for every domain."""
     dane: bool = False
@@ -131,8 +171,8 @@ class MailSettings:
 
     @property
     def hosts_web(self) -> bool:
-        """Whether mailstack serves the HTTPS documents itself (a Cloudflare Worker); else `render` writes them."""
-        return self.dns_provider == "cloudflare"
+        """Whether mailstack serves HTTPS documents for some domain (a Cloudflare Worker); else `render` writes them."""
+        return any(d.hosts_web for d in self.domains)
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)
@@ -140,3 +180,13 @@ class MailSettings:
     @property
     def domain_names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.domains)
+
+    @property
+    def zone_providers(self) -> dict[str, str]:
+        """Zone → the DNS backend that publishes it (config/checks.py refuses a zone with two)."""
+        return {d.zone: d.dns_provider for d in sorted(self.domains, key=lambda d: d.name)}
+
+    @property
+    def dns_providers(self) -> frozenset[str]:
+        """Every backend a zone of the stack uses."""
+        return frozenset(self.zone_providers.values())

@@ -17,9 +17,9 @@ def worker_names(settings: MailSettings) -> Iterator[Problem]:
     ... on your behalf", developers.cloudflare.com/workers/configuration/routing/custom-domains/),
     and that record is not the DNS API's to manage: a record of our own at the name would collide.
     """
-    if not settings.hosts_web:
-        return
     for domain in settings.domains:
+        if not domain.hosts_web:
+            continue
         hosts = set(web_hosts(settings, domain))
         for i, record in enumerate(domain.records):
             name = owner_name(record.name, domain.name)
@@ -38,11 +38,12 @@ def dane(settings: MailSettings) -> Iterator[Problem]:
     if not settings.dane:
         return
     rm = "pulumi config rm mailstack:dane"
-    if not settings.hosts_web:
+    elsewhere = sorted({f"{d.zone} ({d.dns_provider})" for d in settings.domains if d.dns_provider != "cloudflare"})
+    if elsewhere:
         yield problem(
             ["dane"],
             "needs DNSSEC on every mail zone (RFC 7672 §2.2), which mailstack turns on only at Cloudflare; "
-            "with manual DNS it cannot check or manage it",
+            f"it cannot check or manage it for {', '.join(elsewhere)}",
             f"{rm} (or move the zones to Cloudflare: {set_command(['dns', 'provider'], 'cloudflare')})",
         )
     if managed_zone(settings, settings.hostname) is None:

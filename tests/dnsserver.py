@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -83,6 +84,16 @@ def _serial(zone: str, text: str) -> int:
     return int(soa[0].serial)
 
 
+@dataclass(frozen=True)
+class TsigKey:
+    """A TSIG key as knot.conf and dnspython both name it."""
+
+    name: str
+    algorithm: str
+    secret: str
+    """Base64."""
+
+
 class KnotServer:
     """knotd serving `zones` (zone name → BIND zone-file text) on `address`:`port`.
 
@@ -91,6 +102,8 @@ class KnotServer:
         address: loopback address to listen on (127.0.0.x or ::1).
         port: UDP/TCP port; a free one is picked when None.
         stats: count requests by transport (Knot's mod-stats), read with `request_counts()`.
+        tsig: a TSIG key that may update and transfer every zone (Knot's `acl` with `action: [update,
+            transfer]`); without it, updates and transfers are refused.
         signed: zones Knot signs itself (automatic DNSSEC signing, default policy: ECDSA P-256);
             `dnskey(zone)` gives their keys, for a validating resolver's trust anchor.
     """
@@ -102,10 +115,12 @@ class KnotServer:
         port: int | None = None,
         *,
         stats: bool = False,
+        tsig: TsigKey | None = None,
         signed: Collection[str] = (),
     ) -> None:
         self.address = address
         self._stats = stats
+        self._tsig = tsig
         self._signed = frozenset(signed)
         self.port = port if port is not None else free_port(address)
         self._zones: dict[str, str] = {}
@@ -172,8 +187,17 @@ class KnotServer:
                 # Knot's mod-stats counts every request by transport (udp4/tcp4/udp6/tcp6), whoever sends it.
                 "mod-stats:\n  - id: counts\n    request-protocol: on\n" if self._stats else ""
             )
+            + (
+                # RFC 2136 updates and RFC 5936 transfers, only with this key (Knot's acl section).
+                f"key:\n  - id: {self._tsig.name}\n    algorithm: {self._tsig.algorithm}\n"
+                f"    secret: {self._tsig.secret}\n"
+                f"acl:\n  - id: tsig-update\n    key: {self._tsig.name}\n    action: [update, transfer]\n"
+                if self._tsig
+                else ""
+            )
             + "template:\n"
             "  - id: default\n"
+            + ("    acl: tsig-update\n" if self._tsig else "")
             + ("    global-module: mod-stats/counts\n" if self._stats else "")
             + f'    storage: "{self._dir / "zones"}"\n'
             '    file: "%s.zone"\n'

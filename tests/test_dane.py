@@ -140,7 +140,7 @@ def test_dane_is_refused_where_dnssec_or_the_key_is_out_of_reach() -> None:
         (
             "mailstack:dane",
             "needs DNSSEC on every mail zone (RFC 7672 §2.2), which mailstack turns on only at Cloudflare; "
-            "with manual DNS it cannot check or manage it",
+            "it cannot check or manage it for another.com (manual), example.com (manual)",
             "pulumi config rm mailstack:dane (or move the zones to Cloudflare: "
             "pulumi config set --path 'mailstack:dns.provider' cloudflare)",
         ),

@@ -151,8 +151,8 @@ class WebServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = _serve  # noqa: N815 - the names http.server dispatches to
-            do_POST = _serve  # noqa: N815
+            do_GET = _serve
+            do_POST = _serve
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
@@ -255,7 +255,7 @@ def broken(server: WebServer, url: str, status: int, kind: str, body: bytes, **h
     ],
     ids=["MX not covered", "stale id", "wrong type", "not found", "malformed"],
 )
-def test_broken_policies(  # noqa: PLR0917 - pytest passes fixtures and parameters by name
+def test_broken_policies(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     web: Callable[..., tuple[WebServer, Path]],

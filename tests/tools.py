@@ -31,6 +31,9 @@ PACKAGES = {
     "openssl": "openssl",
     "unshare": "util-linux",
     "setpriv": "util-linux",
+    "docker": "docker.io",
+    "ddclient": "ddclient",
+    "nsupdate": "bind9-dnsutils",
     "unbound": "unbound",
 }
 """Tool → the Debian package `.ci/run` installs for it (keep in step with APT_PACKAGES there)."""
