@@ -26,6 +26,9 @@ from config.model import ExtraRecord
 from config.names import InvalidNameError, to_ascii
 from config.settings import DomainSettings, MailSettings
 
+DDNS_TTL = 300
+"""TTL of the hostname's address under `ddns` (config/ddns.py): a new home address shows within 5 minutes."""
+
 TXT_STRING_LIMIT = 255
 """RFC 1035 §3.3: a <character-string> is a length byte followed by at most 255 bytes."""
 
@@ -239,6 +242,7 @@ def host_address_records(settings: MailSettings) -> list[RecordSpec]:
     records = []
     for rtype, address in (("A", settings.public_ipv4), ("AAAA", settings.public_ipv6)):
         if address:
+            ddns = settings.ddns is not None and rtype == "A"
             records.append(
                 RecordSpec(
                     zone,
@@ -246,8 +250,10 @@ def host_address_records(settings: MailSettings) -> list[RecordSpec]:
                     rtype,
                     str(ipaddress.ip_address(address)),
                     None,
-                    settings.ttl,
-                    f"address of the mail server {settings.hostname} (target of MX and SRV, SPF 'mx')",
+                    # A changing address wants a short TTL: resolvers see a new one within 5 minutes.
+                    min(settings.ttl, DDNS_TTL) if ddns and settings.ttl != 1 else settings.ttl,
+                    f"address of the mail server {settings.hostname} (target of MX and SRV, SPF 'mx')"
+                    + ("; kept current by ddclient on the host (created once by the stack)" if ddns else ""),
                 )
             )
     return records

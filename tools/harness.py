@@ -133,6 +133,9 @@ class RecordingMocks(Mocks):
                 "name": name,
                 "nameServers": ["a.ns.test", "b.ns.test"],
             }, []
+        if args.token == "aws:route53/getZone:getZone":
+            name = plain(args.args)["name"]
+            return {"zoneId": "Z" + hashlib.md5(name.encode()).hexdigest()[:20].upper(), "name": name}, []
         if args.token == "docker:index/getRegistryImage:getRegistryImage":
             return {"sha256Digest": "sha256:" + hashlib.sha256(str(plain(args.args)).encode()).hexdigest()}, []
         return {}, []
