@@ -508,7 +508,7 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
     A null SRV (`0 0 0 .`, RFC 2782) tells a mail client the service is decidedly unavailable, so it
     does not fall back to guessing plaintext ports on the domain.
 
-    Not at Cloudflare: there, null SRVs are left out (the services they describe are not published
+    Not for a domain published at Cloudflare: there, null SRVs are left out (the services they describe are not published
     on the host either, so a client guessing their ports finds nothing). The API does not answer a
     `.` target with `.`: it has answered `"target": false` (DNSControl#561) and a missing target
     (DNSControl#1436), and a `.` record showed a change on every plan (terraform-provider-cloudflare
