@@ -174,6 +174,8 @@ class StackOutputs:
     ipv4: str | None
     ipv6: str | None
     records: tuple[ExpectedRecord, ...]
+    ddns: str | None = None
+    """The name ddclient keeps current (`ddns` output): its A record's address is ddclient's, not the stack's."""
 
     @property
     def ips(self) -> tuple[str, ...]:
@@ -257,9 +259,16 @@ def parse_outputs(data: object) -> StackOutputs:
             reasons.append(f"{where}: {rtype} content {record.content!r} is not valid: {e}")
             continue
         records.append(record)
+    ddns = data.get("ddns")
+    ddns_host: str | None = None
+    if ddns is not None:
+        if isinstance(ddns, Mapping) and isinstance(ddns.get("hostname"), str):
+            ddns_host = _fqdn(str(ddns["hostname"]))
+        else:
+            reasons.append("`ddns` must be an object with a string `hostname`")
     if reasons:
         raise OutputsError(reasons)
-    return StackOutputs(_fqdn(hostname), ips["publicIPv4"], ips["publicIPv6"], tuple(records))
+    return StackOutputs(_fqdn(hostname), ips["publicIPv4"], ips["publicIPv6"], tuple(records), ddns_host)
 
 
 # -- record values -------------------------------------------------------------------------------
