@@ -7,7 +7,15 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from config.containers import ContainerSpec, Healthcheck, Mount, PortBinding
+from config.containers import (
+    DOCKER_STOP_TIMEOUT,
+    MEMORY_SWAP_UNLIMITED,
+    ContainerSpec,
+    Healthcheck,
+    Mount,
+    PortBinding,
+    go_duration,
+)
 
 
 def image(resource_name: str, spec: ContainerSpec[object], opts: pulumi.ResourceOptions) -> docker.RemoteImage:
@@ -47,7 +55,13 @@ def container(
         labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in spec.labels] or None,
         restart=spec.restart,
         stop_timeout=spec.stop_timeout,
+        # The provider's Delete stops the container with a timeout of 0 (SIGKILL right after
+        # SIGTERM) unless this is set (kreuzwerker/terraform-provider-docker
+        # internal/provider/resource_docker_container_funcs.go:1086-1093 in v4.5.0), on every
+        # replacement and destroy, whatever `stop_timeout` says: Postfix and Dovecot get their grace.
+        destroy_grace_seconds=spec.stop_timeout if spec.stop_timeout is not None else DOCKER_STOP_TIMEOUT,
         memory=spec.memory_mb,
+        memory_swap=MEMORY_SWAP_UNLIMITED if spec.memory_mb is not None else None,
         network_mode=spec.network_mode,
         healthcheck=None if spec.healthcheck is None else _healthcheck(spec.healthcheck),
         entrypoints=None if spec.entrypoint is None else list(spec.entrypoint),
@@ -76,8 +90,10 @@ def _volume(mount: Mount, named: Mapping[str, pulumi.Input[str]]) -> docker.Cont
 def _healthcheck(check: Healthcheck) -> docker.ContainerHealthcheckArgs:
     return docker.ContainerHealthcheckArgs(
         tests=list(check.tests),
-        interval=check.interval,
-        timeout=check.timeout,
+        # Every field, in the form the provider reads back (config.containers.go_duration).
+        interval=go_duration(check.interval),
+        timeout=go_duration(check.timeout),
+        start_period=go_duration(check.start_period),
+        start_interval=go_duration(check.start_interval),
         retries=check.retries,
-        start_period=check.start_period,
     )

@@ -149,6 +149,14 @@ class HostTarget(pulumi.ComponentResource):
         self._target = target
         self._tail: pulumi.Resource | None = None
         self._written: list[str] = []
+        if not target.memory_cgroup:
+            pulumi.log.warn(
+                "target.memoryCgroup is false: the mail container runs without a memory limit. Once the host's "
+                "kernel has the memory cgroup (Raspberry Pi: cgroup_enable=memory in /boot/firmware/cmdline.txt, "
+                "then reboot; `docker info` no longer warns 'No memory limit support'): "
+                "pulumi config set --path 'mailstack:target.memoryCgroup' true",
+                resource=self,
+            )
         if target.kind == "local":
             self.docker_provider = docker.Provider(f"{name}-docker", opts=pulumi.ResourceOptions(parent=self))
             self.register_outputs({"data_dir": self.data_dir})
@@ -186,7 +194,8 @@ class HostTarget(pulumi.ComponentResource):
             bootstrap = command.remote.Command(
                 f"{name}-bootstrap",
                 connection=self.connection,
-                create=f"bash -s -- {shlex.quote(target.data_dir)}",
+                create=f"bash -s -- {shlex.quote(target.data_dir)}"
+                + ("" if target.memory_cgroup else " --no-memory-limit"),
                 stdin=BOOTSTRAP_SCRIPT.read_text(),
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(parent=self),

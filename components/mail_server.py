@@ -1,4 +1,4 @@
-"""docker-mailserver on the host: image, protected volumes, config files, the container, Watchtower."""
+"""docker-mailserver on the host: image, protected volumes, config files, the container."""
 
 from __future__ import annotations
 
@@ -133,17 +133,9 @@ class MailServer(pulumi.ComponentResource):
                 ),
             ),
         )
-        watchtower = containers.watchtower_container(settings)
-        if watchtower is not None:
-            watchtower_image = host.in_line(
-                lambda o: docker_spec.image(f"{name}-watchtower-image", watchtower, o), docker_opts
-            )
-            host.in_line(
-                lambda o: docker_spec.container(
-                    f"{name}-watchtower", watchtower, image_id=watchtower_image.image_id, opts=o
-                ),
-                pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(delete_before_replace=True)),
-            )
+        # No Watchtower here: config.checks.watchtower_under_pulumi refuses `updates.watchtower` for
+        # this program (a container created from an image ID is never updated by it, and one it
+        # recreated would fall out of Pulumi's state). Image updates are `mailstack:image` + `pulumi up`.
         # Last: it must know every file written on the host (HostTarget.remove_files_on_move).
         host.remove_files_on_move(f"{name}-files-on-move", child)
 

@@ -24,7 +24,10 @@ def read_settings() -> MailSettings:
     secret_keys |= set(runtime_config.get_config_secret_keys_env())
     try:
         settings = load_settings(
-            raw, secret_keys=secret_keys, stack=pulumi.get_stack(), extra_checks=(checks.private_key_file,)
+            raw,
+            secret_keys=secret_keys,
+            stack=pulumi.get_stack(),
+            extra_checks=(checks.private_key_file, checks.watchtower_under_pulumi),
         )
     except ConfigError as err:
         raise pulumi.RunError(str(err)) from None

@@ -395,7 +395,9 @@ def container(settings: MailSettings, *, fingerprint: str | None = None) -> Cont
         restart="unless-stopped",
         # A running restic gets SIGTERM and removes its lock; a minute is enough on a Pi.
         stop_timeout=60,
-        healthcheck=Healthcheck(("CMD-SHELL", health_command()), interval="5m", timeout="10s", retries=1),
+        # Every field set (config.containers.Healthcheck): the job's `health` allows for the first
+        # run itself, so the start period is only there to leave nothing for the image to fill in.
+        healthcheck=Healthcheck(("CMD-SHELL", health_command()), interval=300, timeout=10, start_period=300, retries=1),
     )
 
 

@@ -752,6 +752,29 @@ def private_key_file(ctx: Context) -> Iterator[Problem]:
         )
 
 
+def watchtower_under_pulumi(ctx: Context) -> Iterator[Problem]:
+    """`updates.watchtower` cannot work on containers Pulumi manages.
+
+    Not in ALL: only the Pulumi adapter passes it to load_settings. `render`'s compose.yaml names
+    images by reference and has no state to fall out of, so Watchtower stays valid there.
+
+    The program creates each container from the pulled image's ID (`sha256:…`, so that a new image
+    replaces the container). Watchtower treats a bare `sha256:` image as pinned and never pulls for
+    it (nicholas-fedor/watchtower v1.21.0 pkg/container/image.go:66 and :408). Were it to recreate
+    the container anyway, the new container would have an ID Pulumi's state does not hold: the
+    next `pulumi up` would fail creating the fixed name, or delete Watchtower's container.
+    """
+    if not ctx.ok("updates") or not ctx.settings.updates.watchtower:
+        return
+    yield problem(
+        ["updates", "watchtower"],
+        "Watchtower cannot update containers Pulumi manages (they run a pinned image ID, and a container it "
+        "recreated would fall out of Pulumi's state); bump `mailstack:image` and run `pulumi up` instead "
+        "(docs/host.md, Updates)",
+        set_command(["updates", "watchtower"], "false"),
+    )
+
+
 def ssh_key_is_encrypted(data: bytes) -> bool:
     """True for a passphrase-protected OpenSSH or PEM private key; False otherwise, also for text
     that is not a key at all (the SSH client reports that one with its own words)."""

@@ -43,8 +43,13 @@ CERTBOT_SECRETS_SUBDIR = "certbot"
 """certbot's Cloudflare credentials (DNS-01 challenge)."""
 CLOUDFLARE_INI = "cloudflare.ini"
 
-# DMS v15.1 compose.yaml healthcheck: Postfix listens on :25 once DMS finished its setup.
+# DMS v15.1 compose.yaml healthcheck: Postfix listens on :25 once DMS finished its setup. DMS's
+# compose.yaml leaves interval and start period to Docker (30 s, 0 s) and says `retries: 0` (Docker
+# then counts 3); they are all explicit here (Healthcheck).
 HEALTHCHECK = "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"
+MAIL_HEALTH_INTERVAL = 30
+MAIL_HEALTH_START_PERIOD = 30
+"""The start period DMS's own Dockerfile declares after v15.1.0 (`HEALTHCHECK --start-period=30s`)."""
 SIGNER_LABEL = "mailstack.signer-config-sha256"
 INBOUND_LABEL = "mailstack.inbound-config-sha256"
 """Fingerprint of the inbound.spfFail files DMS reads only at start (config.dms_files.unwatched_fingerprint)."""
@@ -53,6 +58,16 @@ VOLUMES = (("mail-data", "/var/mail"), ("mail-state", "/var/mail-state"), ("mail
 """(role, container path) of DMS's named volumes; the role names the volume and its Pulumi resource."""
 MAIL_STOP_TIMEOUT = 60
 """Seconds: compose `stop_grace_period: 1m` of DMS: Postfix/Dovecot flush queues and indexes."""
+MEMORY_SWAP_UNLIMITED = -1
+"""memory_swap sent with every memory limit. Left out, Docker stores twice the memory, or -1 where
+the kernel has no swap accounting (moby daemon/create.go verifies, :80, before it adapts, :106;
+daemon_unix.go:439-442 then :343-345 in v20.10.24, the same in v28.5.2), and the provider reads that
+back into `memory_swap`, which its schema does not compute: an update on every run. -1 is stored as
+sent on every host (checked on the real engine in tests/test_docker_engine.py), and leaves swap to
+the host, as DMS's docs advise for small machines (swap for the container)."""
+DOCKER_STOP_TIMEOUT = 10
+"""Seconds Docker waits after SIGTERM for a container without its own stop timeout (moby
+container/container_unix.go:28, DefaultStopTimeout, in v20.10.24)."""
 NETWORK_MODE = "bridge"
 """Explicit: the provider shows a diff on every run otherwise (pulumi-docker#1272)."""
 
@@ -87,13 +102,45 @@ class PortBinding:
 
 @dataclass(frozen=True)
 class Healthcheck:
+    """Every field is set: Docker fills a zero field from the image's HEALTHCHECK (moby daemon/commit.go
+    `merge`, v20.10.24 lines 77-96), so a zero would make the container's check depend on the image
+    (DMS's Dockerfile gains `HEALTHCHECK --start-period=30s` after v15.1.0) and the provider would
+    read back a value that was never sent: a diff, and a replacement, on every `pulumi up`."""
+
     tests: tuple[str, ...]
     """Docker's test form, e.g. ("CMD-SHELL", "<shell>")."""
-    interval: str | None = None
-    """Durations as Docker writes them ("10s"); None leaves Docker's default."""
-    timeout: str | None = None
-    retries: int | None = None
-    start_period: str | None = None
+    interval: int
+    """Seconds between checks (Docker's default is 30)."""
+    timeout: int
+    """Seconds one check may take."""
+    start_period: int
+    """Seconds after start during which failures do not count."""
+    retries: int
+    """Consecutive failures that make the container unhealthy (Docker's default is 3)."""
+    start_interval: int = 0
+    """Seconds between checks during `start_period`. 0: engines before API 1.44 (Docker 25) neither
+    store nor report the field, so they read it back as "0s" whatever was sent; on newer engines 0
+    means Docker's default (5 s), and neither DMS's nor certbot's image sets `--start-interval`."""
+
+
+def go_duration(seconds: int) -> str:
+    """`seconds` as Go's `time.Duration.String()` writes it: "0s", "30s", "1m30s", "10m0s", "1h0m0s".
+
+    The Docker provider reads healthcheck durations back in exactly this form
+    (kreuzwerker/terraform-provider-docker internal/provider/resource_docker_container_funcs.go:964-967
+    in v4.5.0, the version pulumi-docker 5.2.0 bridges) and compares them as strings, with no diff
+    suppression: "600s" sent and "10m0s" read back is a change on every run. Compose parses the same
+    form (Go's `time.ParseDuration`).
+    """
+    if seconds < 0:
+        raise ValueError(f"a healthcheck duration cannot be negative: {seconds}")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
 
 
 @dataclass(frozen=True)
@@ -117,6 +164,7 @@ class ContainerSpec(Generic[LabelValue_co]):
     stop_timeout: int | None = None
     """Seconds between SIGTERM and SIGKILL on stop."""
     memory_mb: int | None = None
+    """Memory limit in MiB. Swap is left unlimited (`MEMORY_SWAP_UNLIMITED`)."""
     healthcheck: Healthcheck | None = None
     entrypoint: tuple[str, ...] | None = None
     command: tuple[str, ...] | None = None
@@ -212,8 +260,17 @@ def mail_container(settings: MailSettings, *, signer_fingerprint: T) -> Containe
         labels=tuple(labels),
         restart="always",
         stop_timeout=MAIL_STOP_TIMEOUT,
-        memory_mb=settings.memory_mb,
-        healthcheck=Healthcheck(("CMD-SHELL", HEALTHCHECK), timeout="3s", retries=0),
+        # Without the host's memory cgroup Docker discards the limit (Memory 0, moby
+        # daemon/daemon_unix.go:434-437 in v20.10.24, :423-426 in v28.5.2) and every refresh would
+        # show it as a change: target.memoryCgroup false sends none (HostTarget warns).
+        memory_mb=settings.memory_mb if settings.target.memory_cgroup else None,
+        healthcheck=Healthcheck(
+            ("CMD-SHELL", HEALTHCHECK),
+            interval=MAIL_HEALTH_INTERVAL,
+            timeout=3,
+            start_period=MAIL_HEALTH_START_PERIOD,
+            retries=3,
+        ),
     )
 
 
@@ -299,10 +356,10 @@ def certbot_container(settings: MailSettings) -> ContainerSpec[str] | None:
         restart="unless-stopped",
         healthcheck=Healthcheck(
             ("CMD-SHELL", f"test -f {LETSENCRYPT_CONTAINER_DIR}/live/{settings.hostname}/fullchain.pem"),
-            interval="10s",
-            timeout="5s",
+            interval=10,
+            timeout=5,
+            start_period=CERTBOT_WAIT_SECONDS,
             retries=3,
-            start_period=f"{CERTBOT_WAIT_SECONDS}s",
         ),
         wait_healthy_seconds=CERTBOT_WAIT_SECONDS,
     )

@@ -315,6 +315,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
             host_key=target.host_key,
             private_key_file=target.private_key_file,
             bootstrap=target.bootstrap,
+            memory_cgroup=target.memory_cgroup,
         ),
         image=raw.image,
         profile=raw.profile,

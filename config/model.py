@@ -72,6 +72,9 @@ class Target(_Model):
     data_dir: str | None = None
     """Host directory for config, certificates and state; default depends on `kind`."""
     bootstrap: bool = True
+    memory_cgroup: bool = Field(True, alias="memoryCgroup")
+    """False on a host whose kernel has no memory cgroup: no memory limit is sent (Docker would
+    discard it, and the provider would show the limit as a change on every `pulumi up`)."""
     docker_ipv6: bool = Field(False, alias="dockerIPv6")
     """Set true once the host's Docker daemon has IPv6 (ip6tables) configured; required for publicIPv6."""
 

@@ -489,11 +489,22 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
 
     A null SRV (`0 0 0 .`, RFC 2782) tells a mail client the service is decidedly unavailable, so it
     does not fall back to guessing plaintext ports on the domain.
+
+    Not at Cloudflare: there, null SRVs are left out (the services they describe are not published
+    on the host either, so a client guessing their ports finds nothing). The API does not answer a
+    `.` target with `.`: it has answered `"target": false` (DNSControl#561) and a missing target
+    (DNSControl#1436), and a `.` record showed a change on every plan (terraform-provider-cloudflare
+    #1955). terraform-provider-cloudflare v5.19.1 (b2277b8b, under pulumi-cloudflare 6.23) stores
+    the API's answer as state (internal/services/dns_record/resource.go:193-198), compares
+    `data.target` verbatim (custom.go:84, from ModifyPlan at resource.go:398), and fails to read a
+    non-string target (internal/apijson/decoder.go:460-465): a perpetual update, or an error.
     """
     records = []
     for label, port, what, flag in _SRV_SERVICES:
         name = f"{label}.{domain.name}"
         enabled = flag is None or bool(getattr(settings.ports, flag))
+        if not enabled and settings.dns_provider == "cloudflare":
+            continue
         if enabled:
             priority = IMPLICIT_TLS_PRIORITY if port in (465, 993, 995) else STARTTLS_PRIORITY
             records.append(

@@ -26,6 +26,8 @@ class TargetSettings:
     host_key: str | None = None
     private_key_file: str | None = None
     bootstrap: bool = True
+    memory_cgroup: bool = True
+    """The host's kernel has the memory cgroup (target.memoryCgroup): the memory limit is sent."""
 
 
 @dataclass(frozen=True)

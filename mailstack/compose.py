@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from config import containers
-from config.containers import ContainerSpec, Healthcheck, Mount
+from config.containers import ContainerSpec, Healthcheck, Mount, go_duration
 from config.settings import MailSettings
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "compose-spec.json"
@@ -92,6 +92,7 @@ def service_document(
         doc["labels"] = dict(spec.labels)
     if spec.memory_mb is not None:
         doc["mem_limit"] = f"{spec.memory_mb}m"
+        doc["memswap_limit"] = containers.MEMORY_SWAP_UNLIMITED
     doc["restart"] = spec.restart
     if spec.stop_timeout is not None:
         doc["stop_grace_period"] = f"{spec.stop_timeout}s"
@@ -120,16 +121,14 @@ def _mount(mount: Mount) -> dict[str, Any]:
 
 
 def _healthcheck(check: Healthcheck) -> dict[str, Any]:
-    out: dict[str, Any] = {"test": list(check.tests)}
-    for key, value in (
-        ("interval", check.interval),
-        ("timeout", check.timeout),
-        ("retries", check.retries),
-        ("start_period", check.start_period),
-    ):
-        if value is not None:
-            out[key] = value
-    return out
+    return {
+        "test": list(check.tests),
+        "interval": go_duration(check.interval),
+        "timeout": go_duration(check.timeout),
+        "start_period": go_duration(check.start_period),
+        "start_interval": go_duration(check.start_interval),
+        "retries": check.retries,
+    }
 
 
 def compose_document(settings: MailSettings, *, signer_fingerprint: str) -> dict[str, Any]:

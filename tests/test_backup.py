@@ -386,11 +386,15 @@ def test_backup_container_inputs() -> None:
         ],
         "restart": "unless-stopped",
         "stopTimeout": 60,
+        "destroyGraceSeconds": 60,
         "networkMode": "bridge",
         "healthcheck": {
             "tests": ["CMD-SHELL", "sh /run/mailstack-backup/mailstack-backup.sh health"],
-            "interval": "5m",
+            # "5m" would be read back as "5m0s" (Go's Duration.String()): a diff on every run.
+            "interval": "5m0s",
             "timeout": "10s",
+            "startPeriod": "5m0s",
+            "startInterval": "0s",
             "retries": 1,
         },
         "entrypoints": ["/bin/sh"],

@@ -69,13 +69,17 @@ def test_dev_compose_document_exact() -> None:
                 ],
                 "labels": {"mailstack.signer-config-sha256": FINGERPRINT},
                 "mem_limit": "768m",
+                "memswap_limit": -1,
                 "restart": "always",
                 "stop_grace_period": "60s",
                 "network_mode": "bridge",
                 "healthcheck": {
                     "test": ["CMD-SHELL", "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"],
+                    "interval": "30s",
                     "timeout": "3s",
-                    "retries": 0,
+                    "start_period": "30s",
+                    "start_interval": "0s",
+                    "retries": 3,
                 },
             }
         },
@@ -192,8 +196,9 @@ def test_prod_certbot_service_and_the_certificate_mount() -> None:
             "test": ["CMD-SHELL", "test -f /etc/letsencrypt/live/mail.example.com/fullchain.pem"],
             "interval": "10s",
             "timeout": "5s",
+            "start_period": "10m0s",
+            "start_interval": "0s",
             "retries": 3,
-            "start_period": "600s",
         },
     }
 

@@ -198,7 +198,7 @@ class FakeHost:
         return path.read_text().splitlines() if path.exists() else []
 
     def run(
-        self, *, uid: int = 0, as_stdin: bool = True, data_dir: str | None = None
+        self, *args: str, uid: int = 0, as_stdin: bool = True, data_dir: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         env = {
             "PATH": f"{self.bin}:/usr/bin:/bin:/usr/sbin:/sbin",
@@ -210,7 +210,7 @@ class FakeHost:
         target = data_dir or str(self.data_dir)
         if as_stdin:  # exactly what the remote command does
             return subprocess.run(
-                [BASH, "-s", "--", target],
+                [BASH, "-s", "--", target, *args],
                 input=BOOTSTRAP_SCRIPT.read_text(),
                 env=env,
                 capture_output=True,
@@ -218,7 +218,7 @@ class FakeHost:
                 check=False,
             )
         return subprocess.run(
-            [BASH, str(BOOTSTRAP_SCRIPT), target], env=env, capture_output=True, text=True, check=False
+            [BASH, str(BOOTSTRAP_SCRIPT), target, *args], env=env, capture_output=True, text=True, check=False
         )
 
 
@@ -330,13 +330,37 @@ def test_plain_debian_installs_docker_io_and_the_script_survives_stdin_readers(h
     assert result.stdout.splitlines()[-1] == "mailstack-bootstrap: host ready"
 
 
-def test_missing_memory_cgroup_warns_but_does_not_fail(host: FakeHost) -> None:
+ENABLE_MEMORY = (
+    "On a Raspberry Pi, DietPi's Docker install adds cgroup_enable=memory to /boot/firmware/cmdline.txt: "
+    "reboot once. Elsewhere add cgroup_enable=memory to the kernel command line and reboot."
+)
+
+
+def test_missing_memory_cgroup_stops_before_a_limit_docker_would_discard(host: FakeHost) -> None:
+    """Docker would drop the limit and the provider read back memory 0: a change on every `pulumi up`."""
     host.docker_installed()
     host.cgroup(v2="cpuset cpu io pids", v1="memory\t0\t1\t0\n")
     result = host.run()
-    assert result.returncode == 0
-    assert result.stderr.startswith("mailstack-bootstrap: WARNING: the memory cgroup is not enabled")
-    assert "cgroup_enable=memory" in result.stderr
+    assert (result.returncode, result.stderr) == (
+        1,
+        "mailstack-bootstrap: ERROR: the memory cgroup is not enabled, so Docker would discard the mail "
+        "container's memory limit (docker info: 'No memory limit support') and every pulumi up would show it "
+        f"as a change. {ENABLE_MEMORY} Then run 'pulumi up' again. Or run without a limit: "
+        "pulumi config set --path 'mailstack:target.memoryCgroup' false\n",
+    )
+    assert not host.data_dir.exists()
+
+
+def test_missing_memory_cgroup_with_memory_cgroup_false_only_warns(host: FakeHost) -> None:
+    host.docker_installed()
+    host.cgroup(v2="cpuset cpu io pids", v1="memory\t0\t1\t0\n")
+    result = host.run("--no-memory-limit")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "mailstack-bootstrap: WARNING: the memory cgroup is not enabled; no memory limit is set "
+        f"(target.memoryCgroup false). {ENABLE_MEMORY} Then: pulumi config set --path "
+        "'mailstack:target.memoryCgroup' true\n"
+    )
 
 
 def test_cgroup_v1_memory_controller_counts(host: FakeHost) -> None:
@@ -491,3 +515,21 @@ def test_file_command_text_quotes_paths() -> None:
 
 def test_dev_stack_file_in_repo_is_local() -> None:
     assert "mailstack:target" in stack_config(ROOT / "Pulumi.dev.yaml")
+
+
+def test_memory_cgroup_false_sends_no_limit_and_says_so(ssh_home: Path) -> None:
+    """target.memoryCgroup false: no memory (Docker would discard it), the bootstrap only warns, and the
+    plan-time warning names the fix."""
+    config = with_values(prod_with_home_key(), **{"target/memoryCgroup": False})
+    run = run_program(config, PROD_SECRET_KEYS, stack="prod", program=PROGRAM)
+    assert run.error is None
+    container = run.one("docker:index/container:Container", "mail-container").plain_inputs
+    assert ("memory" in container, "memorySwap" in container) == (False, False)
+    bootstrap = run.one("command:remote:Command", "host-bootstrap")
+    assert bootstrap.plain_inputs["create"] == "bash -s -- /mnt/dietpi_userdata/mailstack --no-memory-limit"
+    assert [m for m in run.logs if "target.memoryCgroup" in m] == [
+        "target.memoryCgroup is false: the mail container runs without a memory limit. Once the host's kernel has "
+        "the memory cgroup (Raspberry Pi: cgroup_enable=memory in /boot/firmware/cmdline.txt, then reboot; "
+        "`docker info` no longer warns 'No memory limit support'): "
+        "pulumi config set --path 'mailstack:target.memoryCgroup' true"
+    ]

@@ -36,8 +36,12 @@ PROGRAM = ROOT / "tests" / "programs" / "server_only.py"
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ-FAKE-FOR-TESTS\n"
 HEALTHCHECK = {
     "tests": ["CMD-SHELL", "ss --listening --ipv4 --tcp | grep --silent ':smtp' || exit 1"],
+    # Every field, in Go's Duration.String() form: nothing is left for the image to fill in.
+    "interval": "30s",
     "timeout": "3s",
-    "retries": 0,
+    "startPeriod": "30s",
+    "startInterval": "0s",
+    "retries": 3,
 }
 PROD_ENV = [
     "ACCOUNT_PROVISIONER=FILE",
@@ -179,7 +183,11 @@ def test_dev_container_inputs(home: Path) -> None:
         ],
         "restart": "always",
         "stopTimeout": 60,
+        # SIGTERM, then 60 s, on replace and destroy (the provider's Delete uses 0 otherwise).
+        "destroyGraceSeconds": 60,
         "memory": 768,
+        # As sent, as stored: Docker would store 1536 (or -1 without swap accounting) for none.
+        "memorySwap": -1,
         "networkMode": "bridge",
         "healthcheck": HEALTHCHECK,
     }
@@ -216,7 +224,11 @@ def test_prod_container_inputs() -> None:
         ],
         "restart": "always",
         "stopTimeout": 60,
+        # SIGTERM, then 60 s, on replace and destroy (the provider's Delete uses 0 otherwise).
+        "destroyGraceSeconds": 60,
         "memory": 768,
+        # As sent, as stored: Docker would store 1536 (or -1 without swap accounting) for none.
+        "memorySwap": -1,
         "networkMode": "bridge",
         "healthcheck": HEALTHCHECK,
     }
@@ -508,26 +520,47 @@ def test_retired_selectors_are_published_not_installed() -> None:
 # --- watchtower ----------------------------------------------------------------------------------
 
 
-def test_watchtower_only_when_enabled() -> None:
+def test_watchtower_is_refused_for_the_pulumi_program() -> None:
+    """Containers created from an image ID are never updated by Watchtower, and one it recreated would
+    drop out of Pulumi's state (config.checks.watchtower_under_pulumi): the program refuses the key."""
     assert [r.name for r in prod_base().resources if "watchtower" in r.name] == []
     assert [label["label"] for label in container(prod_base()).plain_inputs["labels"]] == [
         "mailstack.signer-config-sha256"
     ]
-    run = prod(**{"updates": {"watchtower": True}})
-    watchtower = run.one("docker:index/container:Container", "mail-watchtower")
-    image = run.one("docker:index/remoteImage:RemoteImage", "mail-watchtower-image")
-    assert image.plain_inputs == {"name": "nickfedor/watchtower:1.21.0", "keepLocally": True}
-    assert watchtower.plain_inputs == {
-        "image": plain(image.state["imageId"]),
-        "name": "mailstack-prod-watchtower",
-        "command": ["--interval", "86400", "--cleanup", "--label-enable"],
-        "volumes": [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}],
-        "restart": "unless-stopped",
-        "networkMode": "bridge",
-    }
-    assert watchtower.options["delete_before_replace"] is True
-    labels = container(run).plain_inputs["labels"]
-    assert labels[1] == {"label": "com.centurylinklabs.watchtower.enable", "value": "true"}
+    for program in (PROGRAM, ROOT / "__main__.py"):
+        run = run_program(
+            with_values(prod_config_values(), updates={"watchtower": True}),
+            PROD_SECRET_KEYS,
+            stack="prod",
+            program=program,
+        )
+        assert str(run.error) == (
+            "mailstack: the configuration of stack 'prod' has 1 problem (nothing was created):\n"
+            "- mailstack:updates.watchtower: Watchtower cannot update containers Pulumi manages (they run a "
+            "pinned image ID, and a container it recreated would fall out of Pulumi's state); bump "
+            "`mailstack:image` and run `pulumi up` instead (docs/host.md, Updates)\n"
+            "    fix: pulumi config set --path 'mailstack:updates.watchtower' false"
+        )
+        assert run.resources == []
+    # `updates.watchtower: false` (and the image key alone) are fine.
+    assert prod(updates={"watchtower": False, "image": "nickfedor/watchtower:1.21.0"}).error is None
+
+
+def test_watchtower_is_listed_with_the_other_problems() -> None:
+    """Every problem at once: the Watchtower refusal does not hide (or hide behind) a shape error."""
+    run = run_program(
+        with_values(prod_config_values(), updates={"watchtower": True}, **{"dns/ttl": 5}),
+        PROD_SECRET_KEYS,
+        stack="prod",
+        program=PROGRAM,
+    )
+    assert run.error is not None
+    assert [line for line in str(run.error).splitlines() if line.startswith("- ")] == [
+        "- mailstack:dns.ttl: 5 is out of range: use 1 (automatic, Cloudflare) or 60-86400 seconds",
+        "- mailstack:updates.watchtower: Watchtower cannot update containers Pulumi manages (they run a "
+        "pinned image ID, and a container it recreated would fall out of Pulumi's state); bump "
+        "`mailstack:image` and run `pulumi up` instead (docs/host.md, Updates)",
+    ]
 
 
 # --- component shape -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from config import MailSettings, load_settings
+from config.containers import go_duration
 from config.records import mail_records
 from mailstack import compose, render
 from mailstack.stackfile import PLACEHOLDER_PREFIX, new_encryption_salt, set_secret
@@ -623,7 +624,6 @@ def _registered_files(result: RunResult, data_dir: str) -> dict[str, str]:
 REGISTERED_CONTAINERS = {
     "mailserver": ("mail-container", "mail-image"),
     "certbot": ("mail-tls-certbot", "mail-tls-certbot-image"),
-    "watchtower": ("mail-watchtower", "mail-watchtower-image"),
 }
 """Compose service → (container, image) resource names."""
 
@@ -641,7 +641,13 @@ def _unescape(value: Any) -> Any:
 
 def _as_container_inputs(service: dict[str, Any], volumes: dict[str, Any], env_text: str) -> dict[str, Any]:
     """A compose service in pulumi-docker's input shape (minus the image id and `wait`)."""
-    duration = {"interval": "interval", "timeout": "timeout", "retries": "retries", "start_period": "startPeriod"}
+    duration = {
+        "interval": "interval",
+        "timeout": "timeout",
+        "retries": "retries",
+        "start_period": "startPeriod",
+        "start_interval": "startInterval",
+    }
     inputs: dict[str, Any] = {"name": service["container_name"]}
     if "hostname" in service:
         inputs["hostname"] = service["hostname"]
@@ -676,8 +682,13 @@ def _as_container_inputs(service: dict[str, Any], volumes: dict[str, Any], env_t
     inputs["restart"] = service["restart"]
     if "stop_grace_period" in service:
         inputs["stopTimeout"] = int(service["stop_grace_period"].removesuffix("s"))
+    # `docker compose down` stops with stop_grace_period; the component's destroy waits as long
+    # (Docker's own 10 s where the service has none).
+    inputs["destroyGraceSeconds"] = inputs.get("stopTimeout", 10)
     if "mem_limit" in service:
         inputs["memory"] = int(service["mem_limit"].removesuffix("m"))
+    if "memswap_limit" in service:
+        inputs["memorySwap"] = service["memswap_limit"]
     inputs["networkMode"] = service["network_mode"]
     if "healthcheck" in service:
         check = service["healthcheck"]
@@ -695,12 +706,10 @@ def _prod_with(**changes: Any) -> Any:
         pytest.param(lambda key: stack_config(DEV_STACK), (), "dev", id="dev"),
         pytest.param(_prod_with(), PROD_SECRET_KEYS, "prod", id="prod"),
         pytest.param(
-            _prod_with(
-                **{"updates": {"watchtower": True}, "tls/challenge": "http", "tls/staging": True, "tls/email": None}
-            ),
+            _prod_with(**{"tls/challenge": "http", "tls/staging": True, "tls/email": None}),
             PROD_SECRET_KEYS,
             "prod",
-            id="prod-http-watchtower",
+            id="prod-http",
         ),
         pytest.param(
             _prod_with(tls={"mode": "existing", "path": "/srv/certs"}), PROD_SECRET_KEYS, "prod", id="prod-existing"
@@ -748,14 +757,10 @@ def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, se
     assert container["healthcheck"]["tests"] == service["healthcheck"]["test"]
 
     # Every container, every input: name, restart, mounts, stop timeout, network mode, healthcheck,
-    # certbot and Watchtower included; the image by reference, `wait` as DMS's depends_on.
-    # Every container, every input: name, restart, mounts, stop timeout, network mode, healthcheck,
-    # certbot and Watchtower included; the image by reference, `wait` as DMS's depends_on.
+    # certbot included; the image by reference, `wait` as DMS's depends_on.
     expected_services = {"mailserver"}
     if settings.tls.mode == "letsencrypt":
         expected_services.add("certbot")
-    if settings.watchtower:
-        expected_services.add("watchtower")
     assert set(document["services"]) == expected_services
     waited_for = {
         dependency
@@ -773,12 +778,32 @@ def test_rendered_values_equal_registered_values(tmp_path: Path, config: Any, se
         assert image.plain_inputs["name"] == compose_service["image"]
         wait, wait_timeout = inputs.pop("wait", False), inputs.pop("waitTimeout", None)
         if name in waited_for:
-            assert (wait, f"{int(wait_timeout)}s") == (True, compose_service["healthcheck"]["start_period"])
+            assert (wait, go_duration(int(wait_timeout))) == (True, compose_service["healthcheck"]["start_period"])
         else:
             assert (wait, wait_timeout) == (False, None)
         if inputs.get("ports") == []:
             del inputs["ports"]  # certbot (DNS-01) registers an empty list; Compose has no such thing
         assert inputs == _as_container_inputs(compose_service, document["volumes"], rendered["mailserver.env"]), name
+
+
+def test_watchtower_stays_valid_for_render(tmp_path: Path) -> None:
+    """The Pulumi program refuses `updates.watchtower` (tests/test_mail_server.py); `render` keeps it.
+
+    compose.yaml names the image by reference and has no state a recreated container could fall out
+    of, so Watchtower can pull the tag and recreate the service (docs/host.md, Updates).
+    """
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_text("not a real key\n")
+    raw = _prod_with(updates={"watchtower": True})(str(key_file))
+    assert run_program(raw, PROD_SECRET_KEYS, stack="prod").error is not None
+    settings = load_settings(raw, secret_keys=set(PROD_SECRET_KEYS), stack="prod")
+    state = render.fresh_state(settings)
+    rendering = render.render_stack(settings, state, cloudflare_token=raw.get("cloudflare:apiToken"))
+    services = yaml.safe_load(next(f.text for f in rendering.files if f.path == "compose.yaml"))["services"]
+    assert list(services) == ["mailserver", "certbot", "watchtower"]
+    assert services["mailserver"]["image"] == "ghcr.io/docker-mailserver/docker-mailserver:15.1.0"
+    assert services["mailserver"]["labels"]["com.centurylinklabs.watchtower.enable"] == "true"
+    assert services["watchtower"]["image"] == "nickfedor/watchtower:1.21.0"
 
 
 # -- real tools ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ PACKAGES = {
     "openssl": "openssl",
     "unshare": "util-linux",
     "setpriv": "util-linux",
+    "docker": "docker.io",
     "ddclient": "ddclient",
     "nsupdate": "bind9-dnsutils",
 }

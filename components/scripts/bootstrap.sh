@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # mailstack host bootstrap: make a Debian or DietPi host ready to run docker-mailserver.
 #
-#   bash -s -- <dataDir> < bootstrap.sh        (how mailstack runs it over SSH, without a PTY)
+#   bash -s -- <dataDir> [--no-memory-limit] < bootstrap.sh   (how mailstack runs it over SSH, without a PTY)
 #
 # Idempotent; safe to re-run. It
 #   1. refuses anything but amd64/arm64 userland (DMS publishes no 32-bit ARM image),
 #   2. on DietPi, requires finished first-run setup (/boot/dietpi/.install_stage = 2),
 #   3. installs Docker when `docker version` fails (DietPi: dietpi-software 162; Debian: docker.io),
-#   4. warns (does not fail) when the memory cgroup is off: Docker then ignores memory limits,
+#   4. stops when the memory cgroup is off and mailstack sends a memory limit: Docker would discard
+#      the limit and every later `pulumi up` would show it as a change (with --no-memory-limit,
+#      i.e. target.memoryCgroup false, it only says so),
 #   5. creates <dataDir> owned by the SSH user, mode 0700.
 # Sources: DietPi's dietpi/dietpi-software (install 162, G_INTERACTIVE, .install_stage) and
 # dietpi/func/dietpi-obtain_hw_model; DMS publishes amd64/arm64 images only (docker-mailserver #2642, #3832).
@@ -108,13 +110,19 @@ ensure_docker() {
 }
 
 check_memory_cgroup() {
-  local v2="$ROOT/sys/fs/cgroup/cgroup.controllers" v1="$ROOT/proc/cgroups"
+  local limit="$1" v2="$ROOT/sys/fs/cgroup/cgroup.controllers" v1="$ROOT/proc/cgroups"
+  local enable="On a Raspberry Pi, DietPi's Docker install adds cgroup_enable=memory to /boot/firmware/cmdline.txt: reboot once. Elsewhere add cgroup_enable=memory to the kernel command line and reboot."
   if [ -r "$v2" ] && grep -qw memory "$v2"; then
     log "memory cgroup: enabled"
   elif [ -r "$v1" ] && awk '$1 == "memory" && $4 == 1 { found = 1 } END { exit !found }' "$v1"; then
     log "memory cgroup: enabled (cgroup v1)"
+  elif [ "$limit" = no ]; then
+    warn "the memory cgroup is not enabled; no memory limit is set (target.memoryCgroup false). $enable Then: pulumi config set --path 'mailstack:target.memoryCgroup' true"
   else
-    warn "the memory cgroup is not enabled, so Docker will ignore the mail container's memory limit. On a Raspberry Pi, DietPi's Docker install adds cgroup_enable=memory to /boot/firmware/cmdline.txt: reboot once. Elsewhere add cgroup_enable=memory to the kernel command line."
+    # Docker would create the container without the limit ("Limitation discarded", moby
+    # daemon/daemon_unix.go verifyPlatformContainerResources) and the provider would read back
+    # memory 0: an update on every `pulumi up` that never sticks.
+    die "the memory cgroup is not enabled, so Docker would discard the mail container's memory limit (docker info: 'No memory limit support') and every pulumi up would show it as a change. $enable Then run 'pulumi up' again. Or run without a limit: pulumi config set --path 'mailstack:target.memoryCgroup' false"
   fi
 }
 
@@ -125,7 +133,10 @@ create_data_dir() {
 }
 
 main() {
-  local data_dir="${1:?usage: bootstrap.sh <dataDir>}"
+  local data_dir="${1:?usage: bootstrap.sh <dataDir> [--no-memory-limit]}" limit=yes
+  if [ "${2:-}" = --no-memory-limit ]; then
+    limit=no
+  fi
   case "$data_dir" in
     /*) ;;
     *) die "dataDir must be an absolute path, got '$data_dir'" ;;
@@ -135,7 +146,7 @@ main() {
     check_dietpi_setup
   fi
   ensure_docker
-  check_memory_cgroup
+  check_memory_cgroup "$limit"
   create_data_dir "$data_dir"
   log "host ready"
 }
