@@ -6,6 +6,8 @@ parts whose fields failed shape validation (those already have their own problem
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -390,9 +392,6 @@ def _is_dns_name(name: str) -> bool:
 
 
 def _is_base64(text: str) -> bool:
-    import base64
-    import binascii
-
     try:
         return bool(base64.b64decode(text, validate=True))
     except (binascii.Error, ValueError):
