@@ -4,6 +4,7 @@ import pulumi
 
 from components.accounts import Accounts, AccountsArgs
 from components.backup import Backup, BackupArgs
+from components.ddns import Ddns, DdnsArgs
 from components.dkim_keys import DkimKeys, DkimKeysArgs
 from components.gc_tuning import tune_gc
 from components.host_target import HostTarget, HostTargetArgs
@@ -39,6 +40,12 @@ pulumi.export("zoneFile", dns.zone_files)
 # Backups and imports exist only when configured (docs/host.md, "Backups"; README, "Migration").
 if settings.backup is not None:
     pulumi.export("backup", Backup("backup", BackupArgs(settings=settings, host=host, server=server)).info)
+# A changing home address: ddclient on the host owns the hostname's A record after its creation.
+if settings.ddns is not None:
+    token = pulumi.Config("cloudflare").get_secret("apiToken")
+    pulumi.export(
+        "ddns", Ddns("ddns", DdnsArgs(settings=settings, host=host, cloudflare_token=token, after=[dns])).info
+    )
 if migrations(settings.accounts):
     migration = Migration(
         "migration", MigrationArgs(settings=settings, host=host, container_name=server.container_name)

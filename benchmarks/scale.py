@@ -51,8 +51,8 @@ def domain_name(index: int) -> str:
 
 def scale_config(domains: int, accounts_per_domain: int) -> dict[str, str]:
     """The production example with generated domains, accounts (with passwords) and aliases."""
-    from tests.conftest import PROD_EXAMPLE
-    from tests.harness import stack_config
+    from tools.harness import stack_config
+    from tools.stacks import PROD_EXAMPLE
 
     config = stack_config(PROD_EXAMPLE)
     template = json.loads(config["mailstack:domains"])["example.com"]
@@ -79,12 +79,11 @@ def scale_config(domains: int, accounts_per_domain: int) -> dict[str, str]:
 def measure_one(domains: int, accounts_per_domain: int) -> dict[str, Any]:
     """Evaluate one size in this process; return counts, wall and CPU time and peak memory.
 
-    tools.evaluate is tests.harness.run_program with the proof mocks (see tools/__init__.py).
+    tools.evaluate is tools.harness.run_program with the proof mocks (see tools/__init__.py).
     """
     import importlib
 
-    from tests import harness
-    from tools import evaluate, example_home
+    from tools import evaluate, example_home, harness
 
     # Not what is measured: SDK imports and the mock's RSA key pool (pulumi-tls generates keys in
     # the provider, not in the program).

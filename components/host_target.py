@@ -270,6 +270,27 @@ class HostTarget(pulumi.ComponentResource):
             merged,
         )
 
+    def run(
+        self,
+        name: str,
+        *,
+        create: str,
+        delete: str | None,
+        stdin: pulumi.Input[str] | None,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.CustomResource:
+        """A command resource on the host, in line with the others; stdin (when given) is secret.
+
+        Output is not logged and stdout/stderr are secret, as for `write_file`; a changed `create`
+        or stdin runs `create` again.
+        """
+        merged = pulumi.ResourceOptions.merge(
+            opts,
+            pulumi.ResourceOptions(depends_on=self.ready, additional_secret_outputs=["stdout", "stderr"]),
+        )
+        secret = None if stdin is None else pulumi.Output.secret(stdin)
+        return self.in_line(lambda o: self._command(name, create=create, delete=delete, stdin=secret, opts=o), merged)
+
     def remove_files_on_move(self, name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
         """A command resource that removes every file written so far when the files move away.
 

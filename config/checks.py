@@ -137,7 +137,7 @@ def domains(ctx: Context) -> Iterator[Problem]:
         return
     hostname_ascii = _safe_ascii(ctx.settings.hostname) if ctx.ok("hostname") else None
     seen: dict[str, str] = {}
-    ttl_manual = ctx.ok("dns") and ctx.settings.dns.provider == "manual"
+    ttl_manual = ctx.ok("dns") and set(dns_providers(ctx)) != {"cloudflare"}
     for key, dom in ctx.settings.domains.items():
         base: KeyPath = ["domains", key]
         try:
@@ -169,8 +169,6 @@ def domains(ctx: Context) -> Iterator[Problem]:
             else:
                 if name != zone and not name.endswith("." + zone):
                     yield problem([*base, "zone"], f"'{name}' is not inside zone '{zone}'", value=name)
-        if dom.zone_id is not None and not _CF_ZONE_ID.match(dom.zone_id):
-            yield problem([*base, "zoneId"], "is not a Cloudflare zone id (32 lowercase hex digits)")
         for i, backup in enumerate(dom.backup_mx):
             path: KeyPath = [*base, "backupMx", i, "host"]
             if is_ip(backup.host):
@@ -267,23 +265,171 @@ def _ttl(path: KeyPath, ttl: int, manual: bool) -> Iterator[Problem]:
         yield problem(path, f"{ttl} is out of range: use 1 (automatic, Cloudflare) or 60-86400 seconds", value="3600")
 
 
+# The credentials each DNS backend reads, with what they must allow. Each provider's own config
+# namespace (`cloudflare:`, `aws:`, `digitalocean:`, `hcloud:`) is what its Pulumi provider reads
+# by default; mailstack only checks that the keys are there, and secret.
+CREDENTIALS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "cloudflare": ((CF_TOKEN_KEY, "Zone:DNS:Edit + Zone:Zone:Read, limited to the mail zones", True),),
+    "route53": (
+        ("aws:region", "the region pulumi-aws talks to; Route 53 is global, any region works", False),
+        (
+            "aws:accessKey",
+            "an IAM access key allowed route53:ChangeResourceRecordSets, GetChange, ListResourceRecordSets, "
+            "GetHostedZone and, without zoneId, ListHostedZones; or set aws:profile instead",
+            False,
+        ),
+        ("aws:secretKey", "the secret of that access key", True),
+    ),
+    "digitalocean": (
+        (
+            "digitalocean:token",
+            "a personal access token with the domain scopes (domain:create, domain:read, domain:update, domain:delete)",
+            True,
+        ),
+    ),
+    "hetzner": (
+        ("hcloud:token", "a Hetzner Cloud project API token with Read & Write (the project holding the zones)", True),
+    ),
+}
+_ROUTE53_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,32}$")
+_HETZNER_ZONE_ID = re.compile(r"^[0-9]+$")
+
+
+def _credential_value(key: str) -> str:
+    return {
+        "aws:region": "us-east-1",
+        "aws:accessKey": "<AKIA...>",
+    }.get(key, "<token>" if key.endswith(("Token", ":token")) else "<secret>")
+
+
+def dns_providers(ctx: Context) -> dict[str, list[KeyPath]]:
+    """Backend → where it is chosen (`dns.provider`, `domains.<d>.dns.provider`), for the valid parts only."""
+    used: dict[str, list[KeyPath]] = {}
+    stack = ctx.settings.dns.provider if ctx.ok("dns") else "manual"
+    for key, dom in (ctx.settings.domains or {}).items() if ctx.ok("domains") else ():
+        chosen = dom.dns.provider
+        used.setdefault(chosen or stack, []).append(
+            ["domains", key, "dns", "provider"] if chosen else ["dns", "provider"]
+        )
+    if not used:
+        used[stack] = [["dns", "provider"]]
+    return used
+
+
 def dns(ctx: Context) -> Iterator[Problem]:
     if not ctx.ok("dns"):
         return
-    yield from _ttl(["dns", "ttl"], ctx.settings.dns.ttl, ctx.settings.dns.provider == "manual")
-    if ctx.settings.dns.provider == "cloudflare":
-        if CF_TOKEN_KEY not in ctx.raw:
-            yield Problem(
-                CF_TOKEN_KEY,
-                "is required when dns.provider is cloudflare (Zone:DNS:Edit + Zone:Zone:Read, limited to the mail zones)",
-                f"pulumi config set --secret {CF_TOKEN_KEY} <token>",
+    used = dns_providers(ctx)
+    only_cloudflare = set(used) == {"cloudflare"}
+    yield from _ttl(["dns", "ttl"], ctx.settings.dns.ttl, not only_cloudflare)
+    for provider in sorted(used):
+        for key, needs, secret in CREDENTIALS.get(provider, ()):
+            if provider == "route53" and key in ("aws:accessKey", "aws:secretKey") and "aws:profile" in ctx.raw:
+                continue  # a named profile from ~/.aws/credentials instead of keys in the stack
+            command = f"pulumi config set {'--secret ' if secret else ''}{key} {_credential_value(key)}"
+            if key not in ctx.raw:
+                where = next((p for p in used[provider] if p[0] == "dns"), used[provider][0])
+                name = "dns.provider" if where[0] == "dns" else key_path(where).removeprefix("mailstack:")
+                yield Problem(key, f"is required when {name} is {provider} ({needs})", command)
+            elif secret and key not in ctx.secret_keys:
+                yield Problem(
+                    key,
+                    "is stored in plain text; an API token must be a secret"
+                    if key == CF_TOKEN_KEY
+                    else f"is stored in plain text; {provider}'s credential must be a secret",
+                    command,
+                )
+    if "rfc2136" in used:
+        yield from _rfc2136(ctx)
+    elif ctx.settings.dns.rfc2136 is not None:
+        yield problem(
+            ["dns", "rfc2136"],
+            "only applies when a domain's DNS is rfc2136",
+            f"pulumi config rm --path '{key_path(['dns', 'rfc2136'])}'",
+        )
+    if ctx.ok("domains"):
+        yield from _domain_dns(ctx)
+
+
+def _rfc2136(ctx: Context) -> Iterator[Problem]:
+    r = ctx.settings.dns.rfc2136
+    base: KeyPath = ["dns", "rfc2136"]
+    if r is None or not r.server:
+        yield problem(
+            [*base, "server"],
+            "is required when a domain's DNS is rfc2136: the primary server that accepts updates for the zones",
+            value="ns1.example.net",
+        )
+    if r is None or not r.key_name:
+        yield problem(
+            [*base, "keyName"], "is required: the TSIG key's name as the server's config names it", value="mailstack."
+        )
+    elif not _is_dns_name(r.key_name):
+        yield problem(
+            [*base, "keyName"],
+            f"'{r.key_name}' is not a DNS name (RFC 8945 §4.2: key names are domain names)",
+            value="mailstack.",
+        )
+    fix = set_command([*base, "keySecret"], "<base64 secret>", secret=True)
+    if r is None or r.key_secret is None:
+        yield problem([*base, "keySecret"], "is required: the TSIG key's base64 secret (tsig-keygen, keymgr -t)", fix)
+    elif "mailstack:dns" not in ctx.secret_keys:
+        yield problem([*base, "keySecret"], "is stored in plain text; a TSIG secret must be set with --secret", fix)
+    elif not _is_base64(r.key_secret.get_secret_value()):
+        yield problem(
+            [*base, "keySecret"], "is not base64 (copy the `secret:` of the key as the server's config has it)", fix
+        )
+
+
+def _is_dns_name(name: str) -> bool:
+    try:
+        to_dns_name(name.rstrip("."))
+    except InvalidNameError:
+        return False
+    return True
+
+
+def _is_base64(text: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        return bool(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _domain_dns(ctx: Context) -> Iterator[Problem]:
+    """A zone has one DNS host; `zoneId` means what that host calls a zone id."""
+    stack = ctx.settings.dns.provider
+    zones: dict[str, tuple[str, str]] = {}
+    for key, dom in ctx.settings.domains.items():
+        provider = dom.dns.provider or stack
+        zone = _safe_ascii(dom.zone or key)
+        if zone is None:
+            continue
+        if zone in zones and zones[zone][1] != provider:
+            yield problem(
+                ["domains", key, "dns", "provider"],
+                f"zone {zone} is already published by {zones[zone][1]} (domain {zones[zone][0]}); a zone has one DNS host",
+                value=zones[zone][1],
             )
-        elif CF_TOKEN_KEY not in ctx.secret_keys:
-            yield Problem(
-                CF_TOKEN_KEY,
-                "is stored in plain text; an API token must be a secret",
-                f"pulumi config set --secret {CF_TOKEN_KEY} <token>",
+        zones.setdefault(zone, (key, provider))
+        if dom.zone_id is None:
+            continue
+        path: KeyPath = ["domains", key, "zoneId"]
+        rm = f"pulumi config rm --path '{key_path(path)}'"
+        # With manual DNS a zoneId is kept for a later move to Cloudflare, as before per-domain backends.
+        if provider in ("cloudflare", "manual") and not _CF_ZONE_ID.match(dom.zone_id):
+            yield problem(path, "is not a Cloudflare zone id (32 lowercase hex digits)")
+        elif provider == "route53" and not _ROUTE53_ZONE_ID.match(dom.zone_id):
+            yield problem(
+                path, "is not a Route 53 hosted zone id (Z followed by capitals and digits, e.g. Z0123456789ABCDEFGHIJ)"
             )
+        elif provider == "hetzner" and not _HETZNER_ZONE_ID.match(dom.zone_id):
+            yield problem(path, "is not a Hetzner DNS zone id (a number; or leave it out: the zone name works too)")
+        elif provider in ("digitalocean", "rfc2136"):
+            yield problem(path, f"has no meaning with {provider} DNS (zones are named, not numbered)", rm)
 
 
 def accounts(ctx: Context) -> Iterator[Problem]:
@@ -504,10 +650,10 @@ def tls(ctx: Context) -> Iterator[Problem]:
     if t.mode == "letsencrypt":
         provider = ctx.settings.dns.provider if ctx.ok("dns") else None
         challenge = t.challenge or ("dns-cloudflare" if provider == "cloudflare" else "http")
-        if challenge == "dns-cloudflare" and provider == "manual":
+        if challenge == "dns-cloudflare" and provider not in ("cloudflare", None):
             yield problem(
                 ["tls", "challenge"],
-                "dns-cloudflare needs dns.provider cloudflare; with manual DNS use the http challenge (port 80)",
+                f"dns-cloudflare needs dns.provider cloudflare; with {provider} DNS use the http challenge (port 80)",
                 value="http",
             )
         if t.email is not None and not _EMAIL.match(t.email):
@@ -690,6 +836,14 @@ def backup_and_migration(ctx: Context) -> Iterator[Problem]:
         yield from migration.checks(ctx.settings.accounts, secret="mailstack:accounts" in ctx.secret_keys)
 
 
+def ddns(ctx: Context) -> Iterator[Problem]:
+    """`mailstack:ddns` (rules in config/ddns.py)."""
+    from config import ddns as ddns_rules
+
+    if ctx.ok("ddns", "hostname", "domains", "dns", "target"):
+        yield from ddns_rules.checks(ctx.settings, secret="mailstack:ddns" in ctx.secret_keys)
+
+
 ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (
     hostname,
     target,
@@ -701,4 +855,5 @@ ALL: tuple[Callable[[Context], Iterable[Problem]], ...] = (
     relay,
     env,
     backup_and_migration,
+    ddns,
 )

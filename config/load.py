@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from config import backup, checks, settings_checks
+from config import backup, checks, ddns, settings_checks
 from config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm_command, set_command
 from config.model import (
     DEFAULT_LOCAL_DATA_DIR,
@@ -36,6 +36,7 @@ from config.settings import (
     DomainSettings,
     MailSettings,
     RelaySettings,
+    Rfc2136Settings,
     TargetSettings,
     TlsSettings,
 )
@@ -255,6 +256,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
                     dmarc=_dmarc_uris(d.dmarc),
                     tlsrpt=d.tlsrpt,
                     records=d.records,
+                    dns_provider=d.dns.provider or raw.dns.provider,
                 )
                 for name, d in raw.domains.items()
             ),
@@ -331,7 +333,19 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         watchtower_image=raw.updates.image,
         spf_fail=raw.inbound.spf_fail,
         backup=backup.resolve(raw.backup),
+        rfc2136=_rfc2136(raw),
+        ddns=ddns.resolve(raw, to_ascii(raw.hostname), {d.zone: d.dns_provider for d in domains}),
     )
+
+
+def _rfc2136(raw: RawSettings) -> Rfc2136Settings | None:
+    """`dns.rfc2136`, when a domain publishes through it (checks.dns reported anything missing)."""
+    uses = raw.dns.provider == "rfc2136" or any(d.dns.provider == "rfc2136" for d in raw.domains.values())
+    r = raw.dns.rfc2136
+    if not uses or r is None or not (r.server and r.key_name and r.key_secret):
+        return None
+    key_name = r.key_name if r.key_name.endswith(".") else r.key_name + "."
+    return Rfc2136Settings(r.server, r.port, key_name.lower(), r.key_algorithm, r.key_secret)
 
 
 def report_uri(value: str) -> str:

@@ -105,9 +105,32 @@ class Tls(_Model):
     """`existing` only: host directory laid out like /etc/letsencrypt."""
 
 
+DnsProvider = Literal["manual", "cloudflare", "route53", "digitalocean", "hetzner", "rfc2136"]
+DNS_PROVIDERS: tuple[str, ...] = ("manual", "cloudflare", "route53", "digitalocean", "hetzner", "rfc2136")
+
+
+class Rfc2136(_Model):
+    """The primary server that takes DNS UPDATEs (RFC 2136) signed with a TSIG key (RFC 8945)."""
+
+    server: str | None = None
+    """Name or address of the primary (not a resolver): the server whose ACL lets the key update the zones."""
+    port: int = Field(53, ge=1, le=65535)
+    key_name: str | None = None
+    """The TSIG key's name, as the server's config names it (e.g. `mailstack.` in knot.conf/named.conf)."""
+    key_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    key_secret: SecretStr | None = None
+    """Base64 secret (`tsig-keygen`, `keymgr -t`); set with --secret."""
+
+
 class Dns(_Model):
-    provider: Literal["manual", "cloudflare"] = "manual"
+    provider: DnsProvider = "manual"
     ttl: int = DEFAULT_TTL
+    rfc2136: Rfc2136 | None = None
+
+
+class DomainDns(_Model):
+    provider: DnsProvider | None = None
+    """Overrides `dns.provider` for this domain's zone: one stack can publish at two DNS hosts."""
 
 
 class BackupMx(_Model):
@@ -172,6 +195,7 @@ class ExtraRecord(_Model):
 class Domain(_Model):
     zone: str | None = None
     zone_id: str | None = None
+    dns: DomainDns = DomainDns()
     mx: Mx = Mx()
     backup_mx: tuple[BackupMx, ...] = ()
     spf: Spf = Spf()
@@ -209,6 +233,22 @@ class Inbound(_Model):
     """`reject`: mail failing SPF is refused at SMTP time; `junk`: delivered to the recipient's Junk folder."""
 
 
+class Ddns(_Model):
+    """A home address that changes: ddclient on the host keeps the hostname's address current."""
+
+    enabled: bool = False
+    provider: Literal["dns", "dynu", "duckdns", "noip"] = "dns"
+    """`dns`: the hostname's own zone, through its backend (cloudflare or rfc2136); else a DDNS service."""
+    username: str | None = None
+    """dynu, noip: the account (or host) login."""
+    password: SecretStr | None = None
+    """dynu, noip: the password (dynu: or its IP-update password); duckdns: the token. Secret."""
+    interval: int = Field(300, ge=60, le=86400)
+    """Seconds between ddclient's address checks."""
+    ip_source: str = "ipify-ipv4"
+    """Where ddclient learns the public IPv4: a ddclient web source name or an http(s) URL answering with it."""
+
+
 class RawSettings(_Model):
     """Exactly what the stack config says, shape-checked; semantic checks run afterwards."""
 
@@ -230,6 +270,7 @@ class RawSettings(_Model):
     updates: Updates = Updates()
     inbound: Inbound = Inbound()
     backup: Backup | None = None
+    ddns: Ddns = Ddns()
 
 
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in RawSettings.model_fields.items())

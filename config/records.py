@@ -26,6 +26,9 @@ from config.model import ExtraRecord
 from config.names import InvalidNameError, to_ascii
 from config.settings import DomainSettings, MailSettings
 
+DDNS_TTL = 300
+"""TTL of the hostname's address under `ddns` (config/ddns.py): a new home address shows within 5 minutes."""
+
 TXT_STRING_LIMIT = 255
 """RFC 1035 §3.3: a <character-string> is a length byte followed by at most 255 bytes."""
 
@@ -239,6 +242,7 @@ def host_address_records(settings: MailSettings) -> list[RecordSpec]:
     records = []
     for rtype, address in (("A", settings.public_ipv4), ("AAAA", settings.public_ipv6)):
         if address:
+            ddns = settings.ddns is not None and rtype == "A"
             records.append(
                 RecordSpec(
                     zone,
@@ -246,8 +250,10 @@ def host_address_records(settings: MailSettings) -> list[RecordSpec]:
                     rtype,
                     str(ipaddress.ip_address(address)),
                     None,
-                    settings.ttl,
-                    f"address of the mail server {settings.hostname} (target of MX and SRV, SPF 'mx')",
+                    # A changing address wants a short TTL: resolvers see a new one within 5 minutes.
+                    min(settings.ttl, DDNS_TTL) if ddns and settings.ttl != 1 else settings.ttl,
+                    f"address of the mail server {settings.hostname} (target of MX and SRV, SPF 'mx')"
+                    + ("; kept current by ddclient on the host (created once by the stack)" if ddns else ""),
                 )
             )
     return records
@@ -483,11 +489,22 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
 
     A null SRV (`0 0 0 .`, RFC 2782) tells a mail client the service is decidedly unavailable, so it
     does not fall back to guessing plaintext ports on the domain.
+
+    Not at Cloudflare: there, null SRVs are left out (the services they describe are not published
+    on the host either, so a client guessing their ports finds nothing). The API does not answer a
+    `.` target with `.`: it has answered `"target": false` (DNSControl#561) and a missing target
+    (DNSControl#1436), and a `.` record showed a change on every plan (terraform-provider-cloudflare
+    #1955). terraform-provider-cloudflare v5.19.1 (b2277b8b, under pulumi-cloudflare 6.23) stores
+    the API's answer as state (internal/services/dns_record/resource.go:193-198), compares
+    `data.target` verbatim (custom.go:84, from ModifyPlan at resource.go:398), and fails to read a
+    non-string target (internal/apijson/decoder.go:460-465): a perpetual update, or an error.
     """
     records = []
     for label, port, what, flag in _SRV_SERVICES:
         name = f"{label}.{domain.name}"
         enabled = flag is None or bool(getattr(settings.ports, flag))
+        if not enabled and settings.dns_provider == "cloudflare":
+            continue
         if enabled:
             priority = IMPLICIT_TLS_PRIORITY if port in (465, 993, 995) else STARTTLS_PRIORITY
             records.append(

@@ -51,6 +51,34 @@ class DomainSettings:
     dmarc: Dmarc
     tlsrpt: TlsRpt | None
     records: tuple[ExtraRecord, ...]
+    dns_provider: str = "manual"
+    """Where this domain's zone is published: `domains.<d>.dns.provider`, else `dns.provider`."""
+
+
+@dataclass(frozen=True)
+class Rfc2136Settings:
+    """`dns.rfc2136`: the primary that takes the updates and the TSIG key that signs them."""
+
+    server: str
+    port: int
+    key_name: str
+    key_algorithm: str
+    key_secret: SecretStr
+
+
+@dataclass(frozen=True)
+class DdnsSettings:
+    """`ddns` when enabled: who publishes the hostname's changing address, and how ddclient reaches it."""
+
+    provider: str
+    """`cloudflare` or `rfc2136` (the hostname's zone backend, for `ddns.provider: dns`), `dynu`, `duckdns`, `noip`."""
+    hostname: str
+    zone: str | None
+    """The stack zone holding the hostname (cloudflare, rfc2136); None at a DDNS service."""
+    username: str | None
+    password: SecretStr | None
+    interval: int
+    ip_source: str
 
 
 @dataclass(frozen=True)
@@ -101,7 +129,8 @@ class MailSettings:
     ports: Ports
     env: tuple[tuple[str, str], ...]
     tls: TlsSettings
-    dns_provider: Literal["manual", "cloudflare"]
+    dns_provider: str
+    """`dns.provider`: the stack's default DNS backend (each domain may override it)."""
     ttl: int
     domains: tuple[DomainSettings, ...]
     accounts: tuple[AccountSettings, ...]
@@ -114,6 +143,8 @@ class MailSettings:
     warnings: tuple[Problem, ...] = ()
     """Things worth knowing that do not stop a deploy (the Pulumi program logs them, `render` prints them)."""
     backup: BackupSettings | None = None
+    rfc2136: Rfc2136Settings | None = None
+    ddns: DdnsSettings | None = None
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)
@@ -121,3 +152,13 @@ class MailSettings:
     @property
     def domain_names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.domains)
+
+    @property
+    def zone_providers(self) -> dict[str, str]:
+        """Zone → the DNS backend that publishes it (config/checks.py refuses a zone with two)."""
+        return {d.zone: d.dns_provider for d in sorted(self.domains, key=lambda d: d.name)}
+
+    @property
+    def dns_providers(self) -> frozenset[str]:
+        """Every backend a zone of the stack uses."""
+        return frozenset(self.zone_providers.values())

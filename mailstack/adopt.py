@@ -36,10 +36,10 @@ from typing import Any
 
 import dns.exception
 
-from config import ConfigError, MailSettings, load_settings
+from config import ConfigError, MailSettings, load_settings, rfc2136
 from config.records import RecordSpec, dkim_record, dkim_selectors, parse_txt, static_records
 from mailstack.cli import EXIT_CANNOT, EXIT_FIX, EXIT_OK, print_error
-from mailstack.stackfile import StackFileError, load_stack
+from mailstack.stackfile import StackFileError, load_stack, read_passphrase
 
 API = "https://api.cloudflare.com/client/v4"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
@@ -98,12 +98,25 @@ class Plan:
 # -- inputs --------------------------------------------------------------------------------------
 
 
-def stack_settings(project_dir: Path, stack: str) -> tuple[MailSettings, str]:
-    """The stack's resolved settings and project name, read from its config files (secrets stay closed)."""
+TSIG_SECRET_PATH = "mailstack:dns.rfc2136.keySecret"
+
+
+def stack_settings(project_dir: Path, stack: str, environ: Mapping[str, str] | None = None) -> tuple[MailSettings, str]:
+    """The stack's resolved settings and project name, read from its config files.
+
+    Secrets stay closed unless the environment holds the stack's passphrase (PULUMI_CONFIG_PASSPHRASE
+    or _FILE, as for the Pulumi CLI): only rfc2136 zones need one, for the TSIG key of the transfer.
+    """
     try:
-        config = load_stack(project_dir, stack, passphrase=None)
+        passphrase = read_passphrase(environ or {})
+        config = load_stack(project_dir, stack, passphrase=passphrase)
     except StackFileError as err:
         raise AdoptError(str(err)) from None
+    if TSIG_SECRET_PATH in config.undecrypted:
+        raise AdoptError(
+            "rfc2136 zones are listed by a TSIG-signed zone transfer: set PULUMI_CONFIG_PASSPHRASE (or "
+            "PULUMI_CONFIG_PASSPHRASE_FILE) so adopt can open mailstack:dns.rfc2136.keySecret"
+        )
     try:
         settings = load_settings(config.raw, secret_keys=config.secret_keys, stack=stack)
     except ConfigError as err:
@@ -366,6 +379,73 @@ def render_plan(plan: Plan, *, stack: str, project: str, component: str, file: s
     return "\n".join(lines) + "\n"
 
 
+# -- rfc2136 -------------------------------------------------------------------------------------
+
+
+def rfc2136_live(settings: MailSettings, zones: Iterable[str], transfer: Transfer | None = None) -> list[LiveRecord]:
+    """Every record of the zones, by TSIG-signed AXFR from the stack's update server (config/rfc2136.py)."""
+    server = settings.rfc2136
+    if server is None:
+        raise AdoptError("dns.rfc2136 is not configured")  # config/checks.py reports it first
+    target = rfc2136.Server(
+        server.server, server.port, server.key_name, server.key_algorithm, server.key_secret.get_secret_value()
+    )
+    fetch = transfer or rfc2136.transfer_zone
+    out: list[LiveRecord] = []
+    for zone in sorted(zones):
+        try:
+            records = fetch(target, zone)
+        except rfc2136.Rfc2136Error as err:
+            raise AdoptError(str(err)) from None
+        out += [LiveRecord("", zone, "", r.name, r.type, r.content, r.priority, "") for r in records]
+    return out
+
+
+Transfer = Callable[["rfc2136.Server", str], list[RecordSpec]]
+
+
+def render_rfc2136_plan(plan: Plan, settings: MailSettings, stack: str) -> tuple[str, bool]:
+    """The report for rfc2136 zones, and whether anything blocks `pulumi up`.
+
+    Nothing is imported there: the provider's create replaces the live RR of the same identity in
+    the same update that adds its own (config/rfc2136.py), so an old SPF text or MX preference is
+    simply taken over. What does block is a CNAME at a name the stack writes: the server would
+    ignore the add (RFC 2136 §3.4.2.2), so create refuses it.
+    """
+    server = settings.rfc2136
+    assert server is not None
+    lines: list[str] = []
+    changes = [(want, live) for want, live in plan.imports if not _same(want, live)]
+    if changes:
+        lines.append(f"# {len(changes)} live record(s) have the identity of a record stack {stack} writes; `pulumi up`")
+        lines.append("# replaces each in the same update that adds the stack's own (nothing to import):")
+        for want, live in changes:
+            lines.append(f"#   {live.describe()}  ->  {want.type} {want.name}: {want.purpose}")
+    cnames = [(live, reason) for live, reason in plan.deletes if live.type == "CNAME"]
+    if cnames:
+        lines.append("# These CNAME records must be removed first (the server would ignore the stack's records")
+        lines.append('# beside them); with the TSIG key in a file for nsupdate(1) (`key "<name>" { algorithm ...;')
+        lines.append('# secret "..."; };`), never on the command line:')
+        for live, reason in cnames:
+            lines.append(f"#   {live.describe()}: {reason}")
+        body = "".join(f"update delete {live.name}. CNAME\n" for live, _ in cnames)
+        lines.append(f"nsupdate -k <key file> <<'EOF'\nserver {server.server} {server.port}\n{body}send\nEOF")
+    if plan.stale:
+        lines.append("# Live MX records the stack does not publish (an old mail provider?); remove them unless")
+        lines.append("# they are a backup MX you forgot to configure:")
+        lines += [f"#   {live.describe()}" for live in plan.stale]
+    if not lines:
+        return f"# stack {stack}: no live record conflicts with the records the stack writes; run `pulumi up`.\n", False
+    lines.append(f"# Then: pulumi up --stack {stack}")
+    return "\n".join(lines) + "\n", bool(cnames)
+
+
+def _same(want: RecordSpec, live: LiveRecord) -> bool:
+    if not want.content:  # a DKIM record before its key is known: compared by identity only
+        return False
+    return (want.content, want.priority) == (live.content, live.priority if want.type in ("MX", "SRV") else None)
+
+
 # -- command line --------------------------------------------------------------------------------
 
 
@@ -396,16 +476,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None, fetch: Fetch = http_get
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    fetch: Fetch = http_get,
+    transfer: Transfer | None = None,
 ) -> int:
     args = build_parser().parse_args(argv)
     env = os.environ if environ is None else environ
     try:
-        settings, project = stack_settings(Path(args.project_dir), args.stack)
-        if settings.dns_provider != "cloudflare":
-            print(f"# stack {args.stack} uses manual DNS: nothing to adopt (publish the zoneFile output yourself).")
-            return EXIT_OK
-        desired = desired_records(settings)
+        settings, project = stack_settings(Path(args.project_dir), args.stack, env)
+        providers = settings.zone_providers
+        all_desired = desired_records(settings)
+        blocked = False
+        if "rfc2136" in providers.values():
+            zones = sorted(z for z, p in providers.items() if p == "rfc2136")
+            desired = [r for r in all_desired if r.zone in zones]
+            plan = make_plan(desired, rfc2136_live(settings, zones, transfer), args.stack)
+            text, blocked = render_rfc2136_plan(plan, settings, args.stack)
+            sys.stdout.write(text)
+        for provider in sorted(set(providers.values()) - {"cloudflare", "rfc2136"}):
+            sys.stdout.write(_not_listed(provider, args.stack))
+        if "cloudflare" not in providers.values():
+            return EXIT_FIX if blocked else EXIT_OK
+        desired = [r for r in all_desired if providers.get(r.zone) == "cloudflare"]
         zones = sorted({r.zone for r in desired})
         zone_ids = {d.zone: d.zone_id for d in settings.domains if d.zone_id}
         if args.live:
@@ -434,7 +528,22 @@ def main(
         print_error("adopt", str(err))
         return err.exit_code
     # Stale MX records are advice (a forgotten backup MX is legitimate); they do not block `pulumi up`.
-    return EXIT_FIX if plan.imports or plan.deletes else EXIT_OK
+    return EXIT_FIX if plan.imports or plan.deletes or blocked else EXIT_OK
+
+
+def _not_listed(provider: str, stack: str) -> str:
+    """Backends adopt does not list (yet), and what to do there instead."""
+    if provider == "manual":
+        return f"# stack {stack} uses manual DNS: nothing to adopt (publish the zoneFile output yourself).\n"
+    how = {
+        "route53": "Route 53 record sets import as `pulumi import aws:route53/record:Record dns-<type>-<name> "
+        "<zoneId>_<name>_<TYPE>`; listing them needs SigV4-signed requests, which adopt does not make",
+        "hetzner": "Hetzner record sets import as `pulumi import hcloud:index/zoneRrset:ZoneRrset dns-<type>-<name> "
+        "<zone>/<relative name>/<TYPE>`",
+        "digitalocean": "DigitalOcean records import as `pulumi import digitalocean:index/dnsRecord:DnsRecord "
+        "dns-<record key> <domain>,<record id>`, the id from `doctl compute domain records list <domain>`",
+    }[provider]
+    return f"# {provider} zones are not listed by adopt: an existing record set makes `pulumi up` fail; {how}.\n"
 
 
 if __name__ == "__main__":

@@ -1,55 +1,26 @@
-"""Shared fixtures: the mock-runtime harness (tests/harness.py) and the stacks under test."""
+"""Shared fixtures: the mock-runtime harness (tools/harness.py) and the stacks under test (tools/stacks.py)."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from tests.harness import ROOT, stack_config, with_values
 from tests.tools import require
+from tools.harness import stack_config
+from tools.stacks import (
+    DEV_STACK,
+    PROD_EXAMPLE,
+    PROD_SECRET_KEYS,
+    PROD_SECRETS,
+    prod_config_values,
+    ssh_key_file,
+)
 
-DEV_STACK = ROOT / "Pulumi.dev.yaml"
-PROD_EXAMPLE = ROOT / "examples" / "Pulumi.prod.yaml"
-
-# The secrets a user sets with `pulumi config set --secret` for the production example.
-PROD_SECRETS = {
-    "accounts/me@example.com/password": "correct horse battery staple",
-    "accounts/me@another.com/password": "another long passphrase",
-    "relay/password": "xsmtpsib-brevo-smtp-key",
-    "cloudflare:apiToken": "cf-token-abcdef0123456789",
-}
-PROD_SECRET_KEYS = ("mailstack:accounts", "mailstack:relay", "cloudflare:apiToken")
-
-
-def ssh_key_file() -> str:
-    """A throwaway ed25519 key the prod example's `target.privateKeyFile` points at in tests.
-
-    Generated on first use (never committed: a private key in the repo, even a test one, is what
-    secret scanners rightly flag).
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    path = Path(tempfile.gettempdir()) / "mailstack-test-id_ed25519"
-    if not path.exists():
-        key = ed25519.Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        )
-        path.write_bytes(pem)
-        path.chmod(0o600)
-    return str(path)
+__all__ = ["DEV_STACK", "PROD_EXAMPLE", "PROD_SECRETS", "PROD_SECRET_KEYS", "prod_config_values", "ssh_key_file"]
 
 
 @pytest.fixture
 def dev_config() -> dict[str, str]:
     return stack_config(DEV_STACK)
-
-
-def prod_config_values() -> dict[str, str]:
-    return with_values(stack_config(PROD_EXAMPLE), **PROD_SECRETS, **{"target/privateKeyFile": ssh_key_file()})
 
 
 @pytest.fixture

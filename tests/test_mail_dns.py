@@ -11,7 +11,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from config import load_settings
-from config.records import RecordSpec, dkim_selectors, mail_records
+from config.records import RecordSpec, dkim_selectors, mail_records, static_records
 from config.zonefile import render_zone_files
 from tests import harness
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values
@@ -97,12 +97,57 @@ def test_prod_publishes_every_record_at_cloudflare_exactly() -> None:
     registered = dns_records(result)
     component = result.one("mailstack:index:MailDns", "dns").urn
     assert sorted(registered) == sorted(f"dns-{r.key}" for r in records)
-    assert len(registered) == 24
+    assert len(registered) == 16
     for record in records:
         reg = registered[f"dns-{record.key}"]
         assert reg.plain_inputs == cloudflare_inputs(record, lookup_id(record.zone), "prod"), record.key
         assert reg.parent == component
         assert reg.custom
+
+
+def test_no_null_srv_at_cloudflare() -> None:
+    """A `.` SRV target does not come back from Cloudflare as `.` (config.records.srv_records cites the
+    provider source): only the SRVs that point at the host are published, with these exact inputs."""
+    result = run(prod_config(), stack="prod")
+    srv = {name: reg.plain_inputs for name, reg in dns_records(result).items() if reg.plain_inputs["type"] == "SRV"}
+    expected = {}
+    for domain in ("another.com", "example.com"):
+        for label, port in (("_imaps._tcp", 993), ("_submissions._tcp", 465)):
+            expected[f"dns-srv-{label}.{domain}"] = {
+                "zoneId": lookup_id(domain),
+                "name": f"{label}.{domain}",
+                "type": "SRV",
+                "ttl": 3600.0,
+                "priority": 0.0,
+                "data": {"priority": 0.0, "weight": 1.0, "port": float(port), "target": "mail.example.com"},
+                "proxied": False,
+                "comment": "managed by mailstack (stack prod)",
+            }
+    assert srv == expected
+    # Nor in what the stack exports for Cloudflare (records, zone files): `verify` expects what is published.
+    outputs = result.plain_outputs
+    assert [r["name"] for r in outputs["dnsRecords"] if r["type"] == "SRV"] == [
+        "_imaps._tcp.another.com",
+        "_submissions._tcp.another.com",
+        "_imaps._tcp.example.com",
+        "_submissions._tcp.example.com",
+    ]
+    assert not any(" SRV 0 0 0 ." in text for text in outputs["zoneFile"].values())
+
+
+def test_manual_dns_keeps_null_srv() -> None:
+    """With `dns.provider: manual` the zone files carry the null SRVs (RFC 6186 §3.4)."""
+    settings = load_settings(stack_config(DEV_STACK), stack="dev")
+    assert [(r.name, r.priority, r.content) for r in static_records(settings) if r.type == "SRV"] == [
+        ("_imap._tcp.example.test", 0, "0 0 ."),
+        ("_imaps._tcp.example.test", 0, "1 993 mail.example.test"),
+        ("_pop3._tcp.example.test", 0, "0 0 ."),
+        ("_pop3s._tcp.example.test", 0, "0 0 ."),
+        ("_submission._tcp.example.test", 0, "0 0 ."),
+        ("_submissions._tcp.example.test", 0, "1 465 mail.example.test"),
+    ]
+    zone = render_zone_files(static_records(settings), stack="dev", provider="manual")["example.test"]
+    assert "_pop3._tcp.example.test. 3600 IN SRV 0 0 0 ." in zone
 
 
 def test_every_cloudflare_record_is_unproxied_full_name_and_txt_is_split() -> None:
@@ -222,7 +267,7 @@ def test_reordered_config_keeps_every_record() -> None:
 
 def test_preview_registers_the_records_too() -> None:
     """Records are created in the constructor, not inside apply(): preview shows every one of them."""
-    assert len(run(prod_config(), stack="prod", preview=True).by_type(DNS_RECORD)) == 24
+    assert len(run(prod_config(), stack="prod", preview=True).by_type(DNS_RECORD)) == 16
 
 
 def test_full_program_exports_the_dns_outputs() -> None:

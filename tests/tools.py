@@ -32,6 +32,8 @@ PACKAGES = {
     "unshare": "util-linux",
     "setpriv": "util-linux",
     "docker": "docker.io",
+    "ddclient": "ddclient",
+    "nsupdate": "bind9-dnsutils",
 }
 """Tool → the Debian package `.ci/run` installs for it (keep in step with APT_PACKAGES there)."""
 

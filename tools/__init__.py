@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 if TYPE_CHECKING:
-    from tests.harness import RunResult
+    from tools.harness import RunResult
 
 # The production example names `privateKeyFile: ~/.ssh/id_ed25519`, and the program reads that file
 # while it runs (pulumi-command wants the key text). A fixed throw-away key keeps every evaluation
@@ -53,7 +53,7 @@ def evaluate(
     stack: str = "dev",
     program: Path | None = None,
 ) -> RunResult:
-    """tests.harness.run_program (imported lazily: tests/ is not a runtime dependency); never raises."""
-    from tests import harness
+    """tools.harness.run_program (imported lazily: the mock runtime is for the proofs only); never raises."""
+    from tools import harness
 
     return harness.run_program(config, list(secret_keys), stack=stack, program=program or harness.PROGRAM)

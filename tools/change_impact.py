@@ -1,6 +1,6 @@
 """Change impact: what a configuration change does to every resource of the stack.
 
-Evaluates the program twice under Pulumi's mock runtime (tests/harness.py), once with a base
+Evaluates the program twice under Pulumi's mock runtime (tools/harness.py), once with a base
 configuration and once with a changed one, and classifies every resource as `unchanged`,
 `updated` (in place), `replaced`, `added` or `removed`, using each provider's replace-on-change
 rules (RULES below) and each resource's own `replace_on_changes` / `ignore_changes` options.
@@ -8,9 +8,12 @@ rules (RULES below) and each resource's own `replace_on_changes` / `ignore_chang
 What this is not: the mock runtime shows the inputs the program plans to send, not the engine's
 diff. The real engine diffs against the last deployed state through the provider (which may
 normalise values, or see drift), and shows outputs of replaced resources as unknown until they are
-created. That last effect is modelled here: an input that depends on a replaced resource counts as
-changed. Anything a provider decides at run time (e.g. Docker recreating a container whose image
-digest moved) is not.
+created. Two of those effects are modelled here: an input that depends on a replaced resource counts
+as changed, and the base side is what the provider reads back into state after creating a resource
+(READ_BACK: healthcheck durations in Go's `Duration.String()` form, Docker's own `memory_swap`), so
+a value sent in another form shows as the perpetual diff it is on a real engine. Anything else a
+provider or engine decides at run time (e.g. Docker recreating a container whose image digest moved,
+an image's HEALTHCHECK filling unset fields) is not.
 
     python -m tools.change_impact            # print the report (Markdown)
     python -m tools.change_impact --write    # regenerate docs/change-impact.md
@@ -20,6 +23,7 @@ digest moved) is not.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,9 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tools
-from tests import harness
-from tests.conftest import PROD_EXAMPLE, PROD_SECRET_KEYS, prod_config_values
-from tools import example_home
+from config.containers import go_duration
+from tools import example_home, harness
+from tools.stacks import PROD_EXAMPLE, PROD_SECRET_KEYS, prod_config_values
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "change-impact.md"
@@ -51,20 +55,31 @@ class Rule:
     updates: tuple[str, ...] = ()
     """With `replaces=("*",)`: the inputs that are updated in place instead."""
     source: str = ""
+    """Where the rule comes from: provider source file:line at the commit read."""
+    not_applied: tuple[tuple[str, str], ...] = ()
+    """Updatable inputs the provider's Update stores in state without applying: (input, when it takes effect)."""
 
 
-# Replace-vs-update rules per resource type: the single place they are kept.
-# Sources: Docker: upstream kreuzwerker/terraform-provider-docker v4 schema ForceNew flags and
-# resourceDockerContainerUpdate; pulumi-command v1.2.1 (only `triggers` replaces); tls, random and
-# Cloudflare provider schemas; cross-checked with the installed SDK
-# docstrings (pulumi_docker/remote_image.py: `triggers` "will force the RemoteImage resource to be
-# replaced"; pulumi_random: `keepers` "will trigger recreation"; pulumi_cloudflare/dns_record.py marks
-# no argument as forcing replacement, and upstream terraform-provider-cloudflare v5 requires
-# replacement only for `zone_id`).
+# Provider sources the rules were read from (file:line below are at these commits).
+DOCKER_SRC = "kreuzwerker/terraform-provider-docker v4.5.0 (5074970c, the `upstream` of pulumi-docker 5.x)"
+PULUMI_DOCKER_SRC = "pulumi/pulumi-docker v5.1.0 (e944612c; unchanged to 237b7899)"
+COMMAND_SRC = "pulumi/pulumi-command v1.2.1 (7f3eb6f3)"
+TLS_SRC = "hashicorp/terraform-provider-tls d72d90e1 (v4.3 line, under pulumi-tls 5.6)"
+RANDOM_SRC = "hashicorp/terraform-provider-random f8d869dc (pinned by pulumi-random 4.21)"
+CLOUDFLARE_SRC = "cloudflare/terraform-provider-cloudflare v5.19.1 (b2277b8b, under pulumi-cloudflare 6.23)"
+
+_AT_DELETE = "stored only; used when the container is next stopped and deleted"
+_AT_CREATE = "stored only; the running container keeps its old value until it is replaced"
+
+# Replace-vs-update rules per resource type: the single place they are kept, each read from the
+# provider's own schema (ForceNew / RequiresReplace / replaceOnChanges) and Update function.
 RULES: dict[str, Rule] = {
-    "docker:index/container:Container": Rule(
+    CONTAINER: Rule(
+        # Every argument not listed is ForceNew (internal/provider/resource_docker_container.go:49-1190).
         replaces=(EVERY,),
         updates=(
+            # Applied by resourceDockerContainerUpdate through ContainerUpdate
+            # (resource_docker_container_funcs.go:1016-1019) ...
             "restart",
             "max_retry_count",
             "cpu_shares",
@@ -76,39 +91,153 @@ RULES: dict[str, Rule] = {
             "device_read_iops",
             "device_write_bps",
             "device_write_iops",
+            # ... and must_run false → true starts the container (funcs.go:998-1013).
             "must_run",
-            # Not ForceNew either (though Update does not apply some of them, see NOOP_UPDATES):
+            # Not ForceNew (container.go:57-100, 256, 482, 827, 1045, 1098, 1126, 1164-1175), but
+            # Update never applies them: see not_applied.
             "rm",
             "start",
             "wait",
             "wait_timeout",
-            "destroy_grace_seconds",
+            "attach",
+            "logs",
+            "remove_volumes",
             "tmpfs",
-            "init",
+            "destroy_grace_seconds",
             "healthcheck",
+            "container_read_refresh_timeout_milliseconds",
+            "init",
+            "cpu_period",
+            "cpu_quota",
         ),
-        source="pulumi-apis.md §2",
+        source=(
+            f"{DOCKER_SRC}: internal/provider/resource_docker_container.go:49-1190 (ForceNew), "
+            "resource_docker_container_funcs.go:991-1077 (Update), :1079-1101 (Delete reads attach, "
+            f"destroy_grace_seconds, remove_volumes); {PULUMI_DOCKER_SRC} provider/resources.go:112-114 "
+            "(DeleteBeforeReplace)"
+        ),
+        not_applied=(
+            ("attach", _AT_DELETE),
+            ("destroy_grace_seconds", _AT_DELETE),
+            ("remove_volumes", _AT_DELETE),
+            ("rm", _AT_CREATE),
+            ("start", _AT_CREATE),
+            ("wait", _AT_CREATE),
+            ("wait_timeout", _AT_CREATE),
+            ("logs", _AT_CREATE),
+            ("tmpfs", _AT_CREATE),
+            ("init", _AT_CREATE),
+            ("healthcheck", _AT_CREATE),
+            ("cpu_period", _AT_CREATE),
+            ("cpu_quota", _AT_CREATE),
+            ("container_read_refresh_timeout_milliseconds", _AT_CREATE),
+        ),
     ),
     "docker:index/volume:Volume": Rule(
-        replaces=(EVERY,), source="pulumi-apis.md §2 (every Volume argument is ForceNew)"
+        replaces=("name", "labels", "driver", "driver_opts"),
+        source=f"{DOCKER_SRC}: internal/provider/resource_docker_volume.go:41-66 (ForceNew; `cluster` :73 updates)",
     ),
     "docker:index/remoteImage:RemoteImage": Rule(
-        replaces=("name", "pull_triggers", "triggers"), source="pulumi-apis.md §2; remote_image.py docstring"
+        # `build` (buildSchema, resource_docker_image.go:101) is a block of ForceNew fields.
+        replaces=("name", "pull_triggers", "triggers", "platform", "build"),
+        source=(
+            f"{DOCKER_SRC}: internal/provider/resource_docker_image.go:40, 65, 88, 95 (ForceNew: name, "
+            "pull_triggers, triggers, platform), :101 (build: ForceNew fields); keep_locally, force_remove update"
+        ),
     ),
-    "command:remote:Command": Rule(replaces=("triggers",), source="pulumi-apis.md §3"),
-    "command:local:Command": Rule(replaces=("triggers",), source="pulumi-apis.md §3"),
-    "command:remote:CopyToRemote": Rule(replaces=("triggers",), source="pulumi-apis.md §3"),
-    "tls:index/privateKey:PrivateKey": Rule(replaces=(EVERY,), source="pulumi-apis.md §4"),
-    "tls:index/selfSignedCert:SelfSignedCert": Rule(replaces=(EVERY,), source="pulumi-apis.md §4"),
-    "random:index/randomPassword:RandomPassword": Rule(replaces=(EVERY,), source="pulumi-apis.md §4"),
-    "random:index/randomBytes:RandomBytes": Rule(replaces=(EVERY,), source="pulumi-apis.md §4"),
-    "cloudflare:index/dnsRecord:DnsRecord": Rule(replaces=("zone_id",), source="pulumi-apis.md §1; dns_record.py"),
+    "command:remote:Command": Rule(
+        replaces=("triggers",),
+        source=f"{COMMAND_SRC}: provider/pkg/provider/common/inputs.go:10 (`triggers` replaceOnChanges)",
+    ),
+    "command:local:Command": Rule(
+        replaces=("triggers",),
+        source=f"{COMMAND_SRC}: provider/pkg/provider/common/inputs.go:10 (`triggers` replaceOnChanges)",
+    ),
+    "command:remote:CopyToRemote": Rule(
+        replaces=("triggers",),
+        source=f"{COMMAND_SRC}: provider/pkg/provider/remote/copy.go:38 (`triggers` replaceOnChanges)",
+    ),
+    "tls:index/privateKey:PrivateKey": Rule(
+        replaces=(EVERY,),
+        source=f"{TLS_SRC}: internal/provider/resource_private_key.go:60, 75, 84 (RequiresReplace)",
+    ),
+    "tls:index/selfSignedCert:SelfSignedCert": Rule(
+        # Also replaced, whatever changed, by the plan once inside the early-renewal window
+        # (resource_self_signed_cert.go:480-482, modifyPlanIfCertificateReadyForRenewal).
+        replaces=(EVERY,),
+        updates=("early_renewal_hours",),
+        source=(
+            f"{TLS_SRC}: internal/provider/resource_self_signed_cert.go:52-318 (RequiresReplace on every "
+            "argument but early_renewal_hours, :127-141), :469-473 (Update)"
+        ),
+    ),
+    "random:index/randomPassword:RandomPassword": Rule(
+        replaces=(EVERY,),
+        source=f"{RANDOM_SRC}: internal/provider/resource_password.go:570-721 (RequiresReplace)",
+    ),
+    "random:index/randomBytes:RandomBytes": Rule(
+        replaces=(EVERY,),
+        source=f"{RANDOM_SRC}: internal/provider/resource_bytes.go:142-155 (RequiresReplace)",
+    ),
+    DNS_RECORD: Rule(
+        replaces=("zone_id", "type"),
+        source=f"{CLOUDFLARE_SRC}: internal/services/dns_record/schema.go:47 (zone_id), :98 (type) RequiresReplace",
+    ),
 }
-# Accepted by the provider's diff but not applied by its Update (pulumi-apis.md §2): the engine shows
-# an update that changes nothing on the host unless the resource lists the input in replace_on_changes.
-NOOP_UPDATES: dict[str, tuple[str, ...]] = {"docker:index/container:Container": ("healthcheck",)}
 # A type without a rule is assumed to be replaced on any change: the cautious reading.
 UNKNOWN_RULE = Rule(replaces=(EVERY,), source="no rule: assumed to replace")
+
+
+# --- What the provider reads back ------------------------------------------------------------------
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+HEALTHCHECK_DURATIONS = ("interval", "timeout", "startPeriod", "startInterval")
+
+
+def go_duration_read_back(text: str) -> str:
+    """The form the Docker provider stores for a healthcheck duration sent as `text`.
+
+    It parses with Go's `time.ParseDuration` (resource_docker_container_funcs.go:148-157) and reads
+    Docker's nanoseconds back with `time.Duration.String()` (funcs.go:964-967): "600s" → "10m0s".
+    Whole seconds only (what mailstack sends); anything else is returned as sent.
+    """
+    parts = _GO_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return text
+    seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
+    return go_duration(int(seconds)) if seconds == int(seconds) else text
+
+
+def _container_read_back(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(inputs)
+    check = harness.plain(inputs.get("healthcheck"))
+    if isinstance(check, dict):
+        out["healthcheck"] = {
+            k: go_duration_read_back(v) if k in HEALTHCHECK_DURATIONS and isinstance(v, str) else v
+            for k, v in check.items()
+        }
+    memory = harness.plain(inputs.get("memory"))
+    if memory and harness.plain(inputs.get("memorySwap")) is None:
+        # Docker sets MemorySwap itself when only Memory is given: twice the memory (Docker docs,
+        # "Runtime options with Memory, CPUs, and GPUs": --memory-swap unset), -1 without swap
+        # accounting; the provider reads it back (funcs.go:940-944) into an argument it does not
+        # compute (container.go:856-861), so not sending it is an update on every run.
+        out["memorySwap"] = 2 * int(memory)
+    return out
+
+
+READ_BACK: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {CONTAINER: _container_read_back}
+"""Type → the state the provider holds after creating a resource from these inputs (inputs as sent otherwise)."""
+READ_BACK_DOC: dict[str, str] = {
+    CONTAINER: "healthcheck durations as Go's `Duration.String()` (`600s` → `10m0s`); `memory_swap` as Docker "
+    "sets it when not sent (2 × `memory`)",
+}
+
+
+def read_back(typ: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    convert = READ_BACK.get(typ)
+    return convert(inputs) if convert else dict(inputs)
 
 
 def wire_name(snake: str) -> str:
@@ -204,7 +333,8 @@ def classify(base: harness.RunResult, changed: harness.RunResult) -> list[Change
 def _classify_one(old: harness.Registration | None, reg: harness.Registration, replaced: set[str]) -> Change:
     if old is None:
         return Change(reg.urn, reg.type, reg.name, "added", notes=_notes(reg, "added"))
-    diff = changed_inputs(old.inputs, reg.inputs, reg.options.get("ignore_changes", ()))
+    # The engine diffs the new inputs against the state the provider read back, not against the old inputs.
+    diff = changed_inputs(read_back(old.type, old.inputs), reg.inputs, reg.options.get("ignore_changes", ()))
     prop_deps: Mapping[str, Sequence[str]] = reg.options.get("property_dependencies", {})
     via = {p for p, urns in prop_deps.items() if replaced.intersection(urns)} - diff
     impact, replacing = decide(reg.type, reg.custom, diff | via, reg.options.get("replace_on_changes", ()))
@@ -231,9 +361,10 @@ def _notes(reg: harness.Registration, impact: Impact, changed: set[str] | None =
         notes.append(
             "deleted before the new one is created" if opts.get("delete_before_replace") else "new one created first"
         )
-    noop = set(NOOP_UPDATES.get(reg.type, ()))
-    if impact == "updated" and changed and changed <= {wire_name(p) for p in noop}:
-        notes.append("the provider does not apply this update (no-op on the host)")
+    if impact == "updated" and changed:
+        for snake, when in rule_for(reg.type).not_applied:
+            if wire_name(snake) in changed:
+                notes.append(f"`{wire_name(snake)}` is not applied by the provider's Update ({when})")
     if reg.custom and not has_rule(reg.type):
         notes.append("no replace rule for this type: replacement assumed")
     return tuple(notes)
@@ -271,6 +402,11 @@ class Scenario:
 # Secrets the scenarios set are secrets in the config too: the whole `mailstack:accounts` and
 # `mailstack:relay` objects are secret keys of the production example (tests/conftest.py).
 SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "nothing changed",
+        "none: the second `pulumi up` (or `pulumi preview --refresh --expect-no-changes`) after a deploy",
+        {},
+    ),
     Scenario(
         "add account",
         "`pulumi config set --path --secret 'mailstack:accounts[\"new@example.com\"].password' …`",
@@ -380,11 +516,18 @@ def render(base: harness.RunResult, results: Sequence[tuple[Scenario, Sequence[C
         "applies each provider's replace-on-change rules (table at the end) and the resource's own "
         "`replace_on_changes` / `ignore_changes` options.",
         "",
-        "**Limits.** The mock runtime shows the inputs the program *plans* to send, not the engine's diff. "
-        "`pulumi preview` diffs against the deployed state through the provider, which may normalise values or "
-        "see drift. Outputs of a replaced resource are unknown until it is created; this is modelled (an input "
-        "that depends on a replaced resource counts as changed), but decisions a provider makes at run time are "
-        "not. Confirm with `pulumi preview --diff` before an `up`.",
+        "**What the provider reads back.** The engine diffs the new inputs against the state the provider read "
+        "back after the last deploy, so every row compares with that state: a Docker container's healthcheck "
+        "durations as Go's `Duration.String()` writes them (`600s` is stored as `10m0s`), and the `memory_swap` "
+        "Docker sets itself when only `memory` is sent (twice the memory). A value sent in another form is a "
+        "change on every run: the *nothing changed* row shows any such perpetual diff.",
+        "",
+        "**Limits.** The mock runtime shows the inputs the program *plans* to send; only the read-back forms "
+        "above are modelled, not other normalisation or drift (`pulumi preview` diffs through the provider). "
+        "Outputs of a replaced resource are unknown until it is created; this is modelled (an input "
+        "that depends on a replaced resource counts as changed), but decisions a provider or Docker makes at "
+        "run time are not (an image's HEALTHCHECK filling unset fields, a new image digest). Confirm with "
+        "`pulumi preview --diff` before an `up`.",
         "",
         "## Summary",
         "",
@@ -422,15 +565,18 @@ def render(base: harness.RunResult, results: Sequence[tuple[Scenario, Sequence[C
         "Kept as data in `tools/change_impact.RULES`. A resource's `replace_on_changes` option adds to them; "
         "`ignore_changes` removes inputs from the comparison. Component resources are never replaced by a rule.",
         "",
-        "| type | replaced when these inputs change | updated in place | source |",
-        "|---|---|---|---|",
+        "| type | replaced when these inputs change | updated in place | stored but not applied by Update "
+        "| read back as (modelled) | source |",
+        "|---|---|---|---|---|---|",
     ]
     for typ, rule in RULES.items():
         replaces = "any other input" if EVERY in rule.replaces else ", ".join(f"`{p}`" for p in rule.replaces)
         updates = ", ".join(f"`{p}`" for p in rule.updates) if rule.updates else "any other input"
         if EVERY in rule.replaces and not rule.updates:
             replaces, updates = "any input", "–"
-        lines.append(f"| `{typ}` | {replaces} | {updates} | {rule.source} |")
+        stored = ", ".join(f"`{p}` ({when})" for p, when in rule.not_applied) or "–"
+        stored_as = READ_BACK_DOC.get(typ, "as sent")
+        lines.append(f"| `{typ}` | {replaces} | {updates} | {stored} | {stored_as} | {rule.source} |")
     return "\n".join(lines) + "\n"
 
 

@@ -78,7 +78,7 @@ class Finding:
 
 
 class Exposure(Protocol):
-    """Everything an evaluation exposes: the part of a tests.harness.RunResult the scanner reads."""
+    """Everything an evaluation exposes: the part of a tools.harness.RunResult the scanner reads."""
 
     @property
     def resources(self) -> Sequence[Any]: ...
@@ -94,7 +94,7 @@ class Exposure(Protocol):
     def error(self) -> BaseException | None: ...
 
 
-# Sentinels planted in every secret input of the production example: config path (tests.harness
+# Sentinels planted in every secret input of the production example: config path (tools.harness
 # with_values form) → (label, value). Distinct values tell the report which secret leaked.
 SENTINEL_PATHS: dict[str, tuple[str, str]] = {
     "accounts/me@example.com/password": ("password of me@example.com", "SnTnL-acct1-Zq7vXw3Kp9"),
@@ -179,7 +179,7 @@ def audit(exposure: Exposure, secrets: Mapping[str, str]) -> list[Finding]:
     """Every place a planted or generated secret (or a hash of one) appears outside secret values.
 
     Args:
-        exposure: an evaluation's result (tests.harness.RunResult satisfies it).
+        exposure: an evaluation's result (tools.harness.RunResult satisfies it).
         secrets: label → planted secret value (e.g. {"relay password": "…"}).
 
     Returns:
@@ -298,9 +298,9 @@ def _decodings(text: str) -> Iterator[str]:
 
 def main() -> int:
     """Audit the production example with sentinel secrets; print the findings."""
-    from tests.conftest import PROD_EXAMPLE, PROD_SECRET_KEYS
-    from tests.harness import stack_config, with_values
     from tools import EXAMPLE_SSH_KEY, evaluate, example_home
+    from tools.harness import stack_config, with_values
+    from tools.stacks import PROD_EXAMPLE, PROD_SECRET_KEYS
 
     config = with_values(stack_config(PROD_EXAMPLE), **{path: value for path, (_, value) in SENTINEL_PATHS.items()})
     with example_home():

@@ -31,7 +31,11 @@ docker.Container(
     image=image.image_id,
     restart=cfg.get("restart") or "always",
     memory=cfg.get_int("memory") or 768,
-    healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD-SHELL", cfg.get("health") or "ss -lnt | grep -q :25"]),
+    # Sent as Docker stores it (-1: no swap limit), unless proofs:noSwap leaves it to Docker.
+    memory_swap=None if cfg.get_bool("noSwap") else -1,
+    healthcheck=docker.ContainerHealthcheckArgs(
+        tests=["CMD-SHELL", cfg.get("health") or "ss -lnt | grep -q :25"], start_period=cfg.get("startPeriod")
+    ),
     labels=[docker.ContainerLabelArgs(label="mailstack.unwatched", value=cfg.get("label") or "v1")],
     volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/var/mail")],
     opts=pulumi.ResourceOptions(
