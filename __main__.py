@@ -10,9 +10,11 @@ from components.gc_tuning import tune_gc
 from components.host_target import HostTarget, HostTargetArgs
 from components.mail_dns import MailDns, MailDnsArgs
 from components.mail_server import MailServer, MailServerArgs
+from components.mail_web import MailWeb, MailWebArgs
 from components.migration import Migration, MigrationArgs
 from components.stack_config import read_settings
 from config.migration import migrations
+from config.worker import documents_output
 
 tune_gc()  # a third of a large stack's evaluation went to the garbage collector
 
@@ -37,6 +39,10 @@ pulumi.export("generatedPasswords", accounts.generated_passwords)
 pulumi.export("dkimRecords", dns.dkim_records)
 pulumi.export("dnsRecords", dns.records)
 pulumi.export("zoneFile", dns.zone_files)
+# MTA-STS policies and client autoconfiguration: a Worker at Cloudflare, else files `render` writes.
+pulumi.export("webDocuments", documents_output(settings))
+if settings.hosts_web and documents_output(settings):
+    MailWeb("web", MailWebArgs(settings=settings))
 # Backups and imports exist only when configured (docs/host.md, "Backups"; README, "Migration").
 if settings.backup is not None:
     pulumi.export("backup", Backup("backup", BackupArgs(settings=settings, host=host, server=server)).info)

@@ -131,9 +131,10 @@ class MailServer(pulumi.ComponentResource):
                     depends_on=[*files, *tls.ready],
                     # Fixed name and host ports: the old container must be gone before the new one
                     # starts. pulumi-docker sets DeleteBeforeReplace for containers itself
-                    # (provider/resources.go:114 in v5.1.0); saying so here keeps it explicit. The
-                    # provider neither replaces nor updates on a healthcheck change, hence
-                    # replace_on_changes.
+                    # (provider/resources.go:114 in v5.1.0); saying so here keeps it explicit. A
+                    # healthcheck change is not ForceNew, and Update stores it without applying it
+                    # (kreuzwerker v4.5.0 resource_docker_container_funcs.go:1016-1019 lists no
+                    # healthcheck), hence replace_on_changes.
                     delete_before_replace=True,
                     replace_on_changes=["healthcheck"],
                 ),

@@ -23,9 +23,11 @@ from config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm
 from config.model import (
     DEFAULT_LOCAL_DATA_DIR,
     DEFAULT_MEMORY_MB,
+    DEFAULT_MTA_STS_MAX_AGE,
     DEFAULT_SSH_DATA_DIR,
     TOP_LEVEL_KEYS,
     Dmarc,
+    Domain,
     RawSettings,
 )
 from config.names import InvalidNameError, normalise_address, to_ascii
@@ -35,6 +37,7 @@ from config.settings import (
     AliasSettings,
     DomainSettings,
     MailSettings,
+    MtaStsSettings,
     RelaySettings,
     Rfc2136Settings,
     TargetSettings,
@@ -242,6 +245,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
     data_dir = target.data_dir or default_dir
     if data_dir.startswith("~"):
         data_dir = str(Path(home or Path.home()) / data_dir[2:])
+    hosted = raw.dns.provider == "cloudflare"  # MailSettings.hosts_web
     domains = tuple(
         sorted(
             (
@@ -257,6 +261,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
                     tlsrpt=d.tlsrpt,
                     records=d.records,
                     dns_provider=d.dns.provider or raw.dns.provider,
+                    mta_sts=_mta_sts(d, (d.dns.provider or raw.dns.provider) == "cloudflare"),
                 )
                 for name, d in raw.domains.items()
             ),
@@ -335,6 +340,8 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         backup=backup.resolve(raw.backup),
         rfc2136=_rfc2136(raw),
         ddns=ddns.resolve(raw, to_ascii(raw.hostname), {d.zone: d.dns_provider for d in domains}),
+        autoconfig=hosted if raw.autoconfig is None else raw.autoconfig,
+        dane=raw.dane,
     )
 
 
@@ -346,6 +353,20 @@ def _rfc2136(raw: RawSettings) -> Rfc2136Settings | None:
         return None
     key_name = r.key_name if r.key_name.endswith(".") else r.key_name + "."
     return Rfc2136Settings(r.server, r.port, key_name.lower(), r.key_algorithm, r.key_secret)
+
+
+def _mta_sts(domain: Domain, hosted: bool) -> MtaStsSettings | None:
+    """The policy to publish: the configured mode, else `testing` where mailstack hosts it, else none.
+
+    `testing` first (RFC 8461 §5: senders report but still deliver) so a wrong MX list shows up in
+    TLS-RPT reports before `enforce` can turn it into undelivered mail.
+    """
+    configured = domain.mta_sts
+    max_age = configured.max_age if configured is not None else DEFAULT_MTA_STS_MAX_AGE
+    mode = configured.mode if configured is not None else None
+    if mode is None:
+        return MtaStsSettings("testing", max_age) if hosted else None
+    return MtaStsSettings(mode, max_age)
 
 
 def report_uri(value: str) -> str:

@@ -182,6 +182,19 @@ class TlsRpt(_Model):
     rua: tuple[str, ...] = ()
 
 
+MtaStsMode = Literal["none", "testing", "enforce"]
+DEFAULT_MTA_STS_MAX_AGE = 604800
+"""One week: RFC 8461 §3.2 suggests weeks for a policy in `enforce` mode."""
+MTA_STS_MAX_AGE_LIMIT = 31557600
+"""RFC 8461 §3.2: max_age is at most 31557600 seconds (about one year)."""
+
+
+class MtaSts(_Model):
+    mode: MtaStsMode | None = None
+    """Default: `testing` where mailstack hosts the policy (Cloudflare DNS), else the policy is not published."""
+    max_age: int = Field(DEFAULT_MTA_STS_MAX_AGE, ge=0, le=MTA_STS_MAX_AGE_LIMIT)
+
+
 class ExtraRecord(_Model):
     name: str = "@"
     """Relative to the domain (`@` = apex, `www`, `_acme`), or a full name ending in the domain."""
@@ -202,6 +215,7 @@ class Domain(_Model):
     dkim: Dkim = Dkim()
     dmarc: Dmarc = Dmarc()
     tlsrpt: TlsRpt | None = None
+    mta_sts: MtaSts | None = None
     records: tuple[ExtraRecord, ...] = ()
 
 
@@ -271,6 +285,10 @@ class RawSettings(_Model):
     inbound: Inbound = Inbound()
     backup: Backup | None = None
     ddns: Ddns = Ddns()
+    autoconfig: bool | None = None
+    """Client autoconfiguration documents; default true where mailstack hosts them (Cloudflare DNS)."""
+    dane: bool = False
+    """TLSA for the SMTP server's key (RFC 7672); needs DNSSEC, which mailstack manages at Cloudflare."""
 
 
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in RawSettings.model_fields.items())

@@ -22,6 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
+from config import mta_sts
 from config.model import ExtraRecord
 from config.names import InvalidNameError, to_ascii
 from config.settings import DomainSettings, MailSettings
@@ -473,6 +474,23 @@ def tlsrpt_record(settings: MailSettings, domain: DomainSettings) -> RecordSpec 
     )
 
 
+def mta_sts_record(settings: MailSettings, domain: DomainSettings) -> RecordSpec | None:
+    """`_mta-sts.<domain>` TXT `v=STSv1; id=…` (RFC 8461 §3.1) when the domain publishes a policy."""
+    text = mta_sts.txt_text(settings, domain)
+    if text is None or domain.mta_sts is None:
+        return None
+    return RecordSpec(
+        domain.zone,
+        mta_sts.txt_name(domain.name),
+        "TXT",
+        text,
+        None,
+        settings.ttl,
+        f"MTA-STS: senders fetch https://{mta_sts.policy_host(domain.name)}{mta_sts.POLICY_PATH} and "
+        f"({domain.mta_sts.mode} mode) deliver only over verified TLS to the listed MX hosts (RFC 8461)",
+    )
+
+
 _SRV_SERVICES: tuple[tuple[str, int, str, str | None], ...] = (
     # (service label, port, description, settings.ports flag; None = always published)
     ("_submissions._tcp", 465, "mail submission over implicit TLS", None),
@@ -490,7 +508,7 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
     A null SRV (`0 0 0 .`, RFC 2782) tells a mail client the service is decidedly unavailable, so it
     does not fall back to guessing plaintext ports on the domain.
 
-    Not at Cloudflare: there, null SRVs are left out (the services they describe are not published
+    Not for a domain published at Cloudflare: there, null SRVs are left out (the services they describe are not published
     on the host either, so a client guessing their ports finds nothing). The API does not answer a
     `.` target with `.`: it has answered `"target": false` (DNSControl#561) and a missing target
     (DNSControl#1436), and a `.` record showed a change on every plan (terraform-provider-cloudflare
@@ -503,7 +521,7 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
     for label, port, what, flag in _SRV_SERVICES:
         name = f"{label}.{domain.name}"
         enabled = flag is None or bool(getattr(settings.ports, flag))
-        if not enabled and settings.dns_provider == "cloudflare":
+        if not enabled and domain.dns_provider == "cloudflare":
             continue
         if enabled:
             priority = IMPLICIT_TLS_PRIORITY if port in (465, 993, 995) else STARTTLS_PRIORITY
@@ -608,6 +626,9 @@ def domain_records(settings: MailSettings, domain: DomainSettings) -> list[Recor
     tlsrpt = tlsrpt_record(settings, domain)
     if tlsrpt is not None:
         records.append(tlsrpt)
+    sts = mta_sts_record(settings, domain)
+    if sts is not None:
+        records.append(sts)
     records += srv_records(settings, domain)
     records += [extra_record(settings, domain, rec) for rec in domain.records]
     return records

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from config.backup_model import BackupSettings, MigrateFrom
 from config.errors import Problem
-from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, Ports, Spf, TlsRpt
+from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, MtaStsMode, Ports, Spf, TlsRpt
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,14 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class MtaStsSettings:
+    """A published MTA-STS policy (RFC 8461); `mode: none` is the published way to withdraw one (§8.3)."""
+
+    mode: MtaStsMode
+    max_age: int
+
+
+@dataclass(frozen=True)
 class DomainSettings:
     name: str
     zone: str
@@ -53,6 +61,8 @@ class DomainSettings:
     records: tuple[ExtraRecord, ...]
     dns_provider: str = "manual"
     """Where this domain's zone is published: `domains.<d>.dns.provider`, else `dns.provider`."""
+    mta_sts: MtaStsSettings | None = None
+    """None: no policy and no `_mta-sts` record (the default where mailstack cannot host the policy)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,15 @@ class MailSettings:
     backup: BackupSettings | None = None
     rfc2136: Rfc2136Settings | None = None
     ddns: DdnsSettings | None = None
+    autoconfig: bool = False
+    """Serve Thunderbird autoconfig, Outlook autodiscover and an Apple profile for every domain."""
+    dane: bool = False
+    """Publish TLSA `_25._tcp.<hostname>` for the SMTP key and manage DNSSEC (RFC 7672)."""
+
+    @property
+    def hosts_web(self) -> bool:
+        """Whether mailstack serves the HTTPS documents itself (a Cloudflare Worker); else `render` writes them."""
+        return self.dns_provider == "cloudflare"
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)

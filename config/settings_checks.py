@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from config import delivery_checks, record_checks
+from config import delivery_checks, record_checks, web_checks
 from config.errors import Problem
 from config.settings import MailSettings
 
 SettingsCheck = Callable[[MailSettings], Iterable[Problem]]
 
-ALL: tuple[SettingsCheck, ...] = (*record_checks.ALL, *delivery_checks.ALL)
+ALL: tuple[SettingsCheck, ...] = (*record_checks.ALL, *delivery_checks.ALL, *web_checks.ALL)
 WARNINGS: tuple[SettingsCheck, ...] = delivery_checks.WARNINGS
 """Checks whose findings are reported but do not stop a deploy (`MailSettings.warnings`)."""

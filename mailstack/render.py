@@ -42,6 +42,7 @@ from config.checks import CF_TOKEN_KEY
 from config.containers import SelfSignedCertSpec
 from config.passwords import GENERATED_PASSWORD_LENGTH, PASSWORD_ALPHABET, SEED_BYTES, hash_passwords
 from config.records import RecordSpec, dkim_selectors, mail_records
+from config.worker import Document, documents
 from config.zonefile import render_zone_files
 from mailstack import compose
 from mailstack.cli import print_error
@@ -355,7 +356,9 @@ def render_stack(
     records = mail_records(settings, {key_id: public_key_pem(pem) for key_id, pem in state.dkim_private_keys.items()})
     for zone, text in render_zone_files(records, stack=settings.stack, provider=settings.dns_provider).items():
         files.append(OutputFile(f"{ZONES_DIR}/{zone}.zone", text))
-    files.append(OutputFile("records.md", records_markdown(settings, records)))
+    web = documents(settings)
+    files += [OutputFile(web_file(doc), doc.body) for doc in web]
+    files.append(OutputFile("records.md", records_markdown(settings, records) + web_markdown(settings, web)))
     if state.passwords:
         files.append(OutputFile(GENERATED_PASSWORDS, _generated_passwords_text(state.passwords), secret=True))
     files.append(OutputFile(STATE_FILE, state_text(state), secret=True))
@@ -464,6 +467,39 @@ def records_markdown(settings: MailSettings, records: Sequence[RecordSpec]) -> s
                 f"| {_cell(r.name)} | {r.type} | {priority} | {r.ttl} | `{_cell(r.content)}` | {_cell(r.purpose)} |"
             )
         lines.append("")
+    return "\n".join(lines)
+
+
+WEB_DIR = "web"
+
+
+def web_file(doc: Document) -> str:
+    """Where `render` writes a web document: `web/<host><path>`."""
+    return f"{WEB_DIR}/{doc.host}{doc.path}"
+
+
+def web_markdown(settings: MailSettings, docs: Sequence[Document]) -> str:
+    """The records.md section on the HTTPS documents: where each must be served, and how."""
+    if not docs:
+        return ""
+    if settings.hosts_web:
+        where = [
+            "mailstack's Cloudflare Worker serves these on Worker custom domains; Cloudflare creates their",
+            f"DNS records and certificates. The files in `{WEB_DIR}/` are copies of what it serves.",
+        ]
+    else:
+        where = [
+            f"With manual DNS nothing of mailstack's can serve these: put each file of `{WEB_DIR}/` on a web server",
+            "at its URL, over HTTPS with a certificate valid for its host name, with its Content-Type, and",
+            "without redirects (RFC 8461 §3.3: senders follow none for the MTA-STS policy). Each host name",
+            "needs an A/AAAA (or CNAME) record at your DNS host pointing at that web server. Outlook POSTs",
+            "to the autodiscover URL: the server must answer POST with the file (a static server often",
+            "refuses POST with 405). Run `mailstack verify` afterwards: it fetches every URL.",
+        ]
+    lines = ["", "## Web documents", "", *where, "", "| URL | File | Content-Type | Purpose |", "|---|---|---|---|"]
+    for doc in docs:
+        lines.append(f"| {doc.url} | `{web_file(doc)}` | {doc.content_type} | {_cell(doc.purpose)} |")
+    lines.append("")
     return "\n".join(lines)
 
 

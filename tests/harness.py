@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tools.harness import (
     KEY_POOL_SIZE,
+    MOCK_ACCOUNT_ID,
     PROGRAM,
     ROOT,
     ListHandler,
@@ -21,6 +22,7 @@ from tools.harness import (
 
 __all__ = [
     "KEY_POOL_SIZE",
+    "MOCK_ACCOUNT_ID",
     "PROGRAM",
     "ROOT",
     "ListHandler",

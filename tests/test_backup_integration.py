@@ -23,8 +23,8 @@ from pydantic import SecretStr
 
 from config import backup, migration
 from config.backup_model import BackupSettings, Keep, MigrateFrom
-from mailstack.verify_backup import backup_findings
-from mailstack.verify_checks import Status
+from mailstack.verify.backup import backup_findings
+from mailstack.verify.findings import Status
 from tests.conftest import require_tool
 from tests.dovecot import MAIL_UID, dovecot, message
 

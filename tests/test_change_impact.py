@@ -297,7 +297,7 @@ def test_zero_downtime_changes_only_rewrite_config_files(title: str) -> None:
     assert {c.type for c in changes if c.impact == "updated"} == {"command:remote:Command"}
     assert [c.impact for c in changes if c.type == "docker:index/container:Container"] == ["unchanged", "unchanged"]
     records = [c.impact for c in changes if c.type == "cloudflare:index/dnsRecord:DnsRecord"]
-    assert len(records) == 16
+    assert len(records) == 18
     assert set(records) == {"unchanged"}
 
 
@@ -308,10 +308,10 @@ def test_add_domain_replaces_the_container_and_adds_its_records() -> None:
     assert touched["mail-container"] == "replaced"
     assert touched["dkim-mail-example.net"] == "added"
     assert touched["dns-txt-mail._domainkey.example.net-dkim1"] == "added"
-    assert sum(1 for c in changes if c.impact == "added" and c.type == "cloudflare:index/dnsRecord:DnsRecord") == 6
+    assert sum(1 for c in changes if c.impact == "added" and c.type == "cloudflare:index/dnsRecord:DnsRecord") == 7
     assert [
         c.impact for c in changes if c.type == "cloudflare:index/dnsRecord:DnsRecord" and "example.net" not in c.name
-    ] == ["unchanged"] * 16
+    ] == ["unchanged"] * 18
 
 
 def test_bump_image_replaces_the_container_through_the_image() -> None:
@@ -348,7 +348,7 @@ def test_resource_count_is_independent_of_the_number_of_accounts() -> None:
             scale_config(3, 1), ("mailstack:accounts", "mailstack:relay", "cloudflare:apiToken"), "prod"
         )
     assert sorted(r.urn for r in few.resources) == sorted(r.urn for r in many.resources)
-    assert len(more_domains.resources) - len(few.resources) == 9
+    assert len(more_domains.resources) - len(few.resources) == 14
 
 
 def test_the_program_collects_garbage_in_large_batches(dev_config: dict[str, str]) -> None:

@@ -175,4 +175,5 @@ def test_one_stack_spans_two_dns_hosts() -> None:
     dynamic = sorted(r.plain_inputs["name"] for r in result.by_type(RFC2136))
     assert cloudflare == sorted(r.name for r in records if r.zone == "example.com")
     assert dynamic == sorted(r.name for r in records if r.zone == "another.com")
-    assert len(cloudflare) + len(dynamic) == 24
+    # Cloudflare leaves null SRVs out (config/records.py srv_records); the rfc2136 zone keeps its four.
+    assert (len(cloudflare), len(dynamic)) == (10, 11)

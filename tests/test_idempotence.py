@@ -94,7 +94,7 @@ def test_same_config_twice_registers_the_same_stack(stack: str) -> None:
     with example_home():
         first, second = run(stack, config), run(stack, config)
     assert snapshot(second) == snapshot(first)
-    assert len(first.resources) == {"dev": 27, "prod": 45}[stack]
+    assert len(first.resources) == {"dev": 27, "prod": 56}[stack]
 
 
 @pytest.mark.parametrize("order", ["reversed", "shuffled"])

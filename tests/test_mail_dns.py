@@ -97,7 +97,7 @@ def test_prod_publishes_every_record_at_cloudflare_exactly() -> None:
     registered = dns_records(result)
     component = result.one("mailstack:index:MailDns", "dns").urn
     assert sorted(registered) == sorted(f"dns-{r.key}" for r in records)
-    assert len(registered) == 16
+    assert len(registered) == 18
     for record in records:
         reg = registered[f"dns-{record.key}"]
         assert reg.plain_inputs == cloudflare_inputs(record, lookup_id(record.zone), "prod"), record.key
@@ -148,6 +148,22 @@ def test_manual_dns_keeps_null_srv() -> None:
     ]
     zone = render_zone_files(static_records(settings), stack="dev", provider="manual")["example.test"]
     assert "_pop3._tcp.example.test. 3600 IN SRV 0 0 0 ." in zone
+
+
+def test_null_srv_follows_each_domains_own_backend() -> None:
+    """`domains.<d>.dns.provider: manual` keeps the null SRVs of that domain only."""
+    config = prod_config(**{"domains/another.com/dns": {"provider": "manual"}})
+    settings = load_settings(config, secret_keys=PROD_SECRET_KEYS, stack="prod")
+    assert [(r.name, r.content) for r in static_records(settings) if r.type == "SRV"] == [
+        ("_imap._tcp.another.com", "0 0 ."),
+        ("_imaps._tcp.another.com", "1 993 mail.example.com"),
+        ("_pop3._tcp.another.com", "0 0 ."),
+        ("_pop3s._tcp.another.com", "0 0 ."),
+        ("_submission._tcp.another.com", "0 0 ."),
+        ("_submissions._tcp.another.com", "1 465 mail.example.com"),
+        ("_imaps._tcp.example.com", "1 993 mail.example.com"),
+        ("_submissions._tcp.example.com", "1 465 mail.example.com"),
+    ]
 
 
 def test_every_cloudflare_record_is_unproxied_full_name_and_txt_is_split() -> None:
@@ -267,7 +283,7 @@ def test_reordered_config_keeps_every_record() -> None:
 
 def test_preview_registers_the_records_too() -> None:
     """Records are created in the constructor, not inside apply(): preview shows every one of them."""
-    assert len(run(prod_config(), stack="prod", preview=True).by_type(DNS_RECORD)) == 16
+    assert len(run(prod_config(), stack="prod", preview=True).by_type(DNS_RECORD)) == 18
 
 
 def test_full_program_exports_the_dns_outputs() -> None:

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from config import MailSettings, load_settings
+from config.mta_sts import policy_id
 from config.records import (
     RecordSpec,
     dkim_key_base64,
@@ -99,12 +100,15 @@ def test_prod_example_record_set_is_exact() -> None:
     dkim = f"v=DKIM1; k=rsa; p={spki_base64(PUBLIC_PEM)}"
     spf = "v=spf1 mx include:spf.brevo.com include:spf.backup-provider.net -all"
     dmarc = "v=DMARC1; p=none; sp=reject; rua=mailto:dmarc@example.com; ruf=mailto:dmarc@example.com; ri=86400"
+    sts = "version: STSv1\r\nmode: testing\r\nmx: mail.example.com\r\nmx: mx.backup-provider.net\r\nmax_age: 604800\r\n"
     expected = []
     for z in ("another.com", "example.com"):
         expected += [
             (z, f"_dmarc.{z}", "TXT", dmarc, None, 3600),
             # No null SRV (`_imap`, `_pop3`, `_pop3s`, `_submission`) at Cloudflare: srv_records.
             (z, f"_imaps._tcp.{z}", "SRV", "1 993 mail.example.com", 0, 3600),
+            # Cloudflare hosts the policy (a Worker), so MTA-STS is on by default, in testing mode.
+            (z, f"_mta-sts.{z}", "TXT", f"v=STSv1; id={policy_id(sts)}", None, 3600),
             (z, f"_submissions._tcp.{z}", "SRV", "1 465 mail.example.com", 0, 3600),
         ]
         if z == "example.com":
@@ -351,6 +355,7 @@ def test_resource_keys_are_the_record_identity() -> None:
         "srv-_imaps._tcp.example.com",
         "srv-_submissions._tcp.example.com",
         "txt-_dmarc.example.com-dmarc1",
+        "txt-_mta-sts.example.com-stsv1",
         "txt-another.com._report._dmarc.example.com-dmarc1",
         "txt-example.com-spf1",
         "txt-mail._domainkey.example.com-dkim1",

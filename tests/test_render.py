@@ -829,3 +829,46 @@ def _doveadm_verify(accounts_file: Path, passwords: dict[str, str]) -> None:
         )
         assert done.returncode == 0, f"{address}: {done.stdout}{done.stderr}"
         assert "(verified)" in done.stdout
+
+
+def test_manual_dns_renders_the_web_documents_and_says_where_they_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Manual DNS with MTA-STS and autoconfig on: `web/<host><path>` files, byte-exact, and a records.md table."""
+    from config.autoconfig import mobileconfig, thunderbird_xml
+    from config.mta_sts import policy_text
+
+    project = _dev_project(
+        tmp_path,
+        autoconfig=True,
+        domains={"example.test": {"dmarc": {"policy": "none"}, "mtaSts": {"mode": "enforce"}}},
+    )
+    out = tmp_path / "rendered"
+    code, _, stderr = _main(["--stack", "dev", "--out", str(out), "--project-dir", str(project)], {}, capsys)
+    assert (code, stderr) == (0, "")
+    settings = load_settings(stack_config(project / "Pulumi.dev.yaml"), stack="dev")
+    domain = settings.domain("example.test")
+    web = out / "web"
+    assert sorted(str(p.relative_to(web)) for p in web.rglob("*") if p.is_file()) == [
+        "autoconfig.example.test/mail/config-v1.1.xml",
+        "autoconfig.example.test/mail/config.mobileconfig",
+        "autodiscover.example.test/autodiscover/autodiscover.xml",
+        "mta-sts.example.test/.well-known/mta-sts.txt",
+    ]
+    # Bytes, not text: the policy's CRLF line ends must reach the file unchanged.
+    assert (web / "mta-sts.example.test/.well-known/mta-sts.txt").read_bytes() == (
+        b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.test\r\nmax_age: 604800\r\n"
+    )
+    assert (web / "mta-sts.example.test/.well-known/mta-sts.txt").read_bytes().decode() == policy_text(settings, domain)
+    assert (web / "autoconfig.example.test/mail/config-v1.1.xml").read_text() == thunderbird_xml(settings, domain)
+    assert (web / "autoconfig.example.test/mail/config.mobileconfig").read_text() == mobileconfig(
+        settings, domain, None
+    )
+    records_md = (out / "records.md").read_text()
+    assert (
+        "| https://mta-sts.example.test/.well-known/mta-sts.txt | `web/mta-sts.example.test/.well-known/mta-sts.txt`"
+        " | text/plain | MTA-STS policy: sending servers fetch it over HTTPS (RFC 8461 §3.3) |"
+    ) in records_md
+    assert "With manual DNS nothing of mailstack's can serve these" in records_md
+    assert "`_mta-sts.example.test`" not in records_md  # the TXT is in the records table, by name
+    assert "| _mta-sts.example.test | TXT |" in records_md

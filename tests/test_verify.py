@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mailstack import verify
-from mailstack.verify_probes import Probe, probe_port, tls_context
+from mailstack.verify.probes import Probe, probe_port, tls_context
 from tests.dnsserver import KnotServer, free_port
 from tests.verify_zones import (
     HOST,
@@ -870,7 +870,7 @@ def test_a_crashing_check_is_an_error_finding_not_a_lost_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, knot: Callable[..., KnotServer]
 ) -> None:
     """A bug in one check group leaves the others' results and means "could not check" (exit 2)."""
-    from mailstack.verify_groups import Checks
+    from mailstack.verify.groups import Checks
 
     async def broken(self: Checks, domain: str) -> list[Any]:
         raise RuntimeError("boom")

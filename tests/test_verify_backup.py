@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mailstack import verify
-from mailstack.verify_backup import backup_findings
-from mailstack.verify_checks import Status
+from mailstack.verify.backup import backup_findings
+from mailstack.verify.findings import Status
 
 NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
 HOST = "mail.example.com"

@@ -1,4 +1,4 @@
-"""Pure logic of `verify` (mailstack.verify_checks and the flag parsers): no sockets, no servers.
+"""Pure logic of `verify` (mailstack.verify and the flag parsers): no sockets, no servers.
 
 The SPF walk takes a lookup function; here it is a dict of DNS data, which is the input the
 RFC 7208 rules are about. The same walk runs against knotd in tests/test_verify.py.
@@ -13,36 +13,17 @@ from typing import Any
 import pytest
 
 from mailstack.verify import build_parser, options_from_args, parse_port_map
-from mailstack.verify_checks import (
-    Answer,
-    ExpectedRecord,
-    Finding,
-    OutputsError,
-    ServerAnswer,
-    SpfError,
-    SpfTerm,
-    Status,
-    Value,
-    blocklist_meaning,
-    canonical,
-    dkim_key,
-    exit_code,
-    is_cloudflare,
-    judge_record,
-    organizational_domain,
-    parse_dmarc,
-    parse_outputs,
-    parse_spf,
-    spf_budget,
-    spf_result,
-    tree_walk_targets,
-    txt_kind,
-    unexpected_values,
-    walk_spf,
-    zen_name,
-)
-from mailstack.verify_dns import Endpoint, parse_endpoint
-from mailstack.verify_probes import cert_summary
+from mailstack.verify.blocklist import blocklist_meaning, zen_name
+from mailstack.verify.dkim import dkim_key
+from mailstack.verify.dmarc import organizational_domain, parse_dmarc, tree_walk_targets
+from mailstack.verify.dnsclient import Endpoint, parse_endpoint
+from mailstack.verify.findings import Finding, Status, exit_code
+from mailstack.verify.hosts import is_cloudflare
+from mailstack.verify.outputs import ExpectedRecord, OutputsError, parse_outputs
+from mailstack.verify.probes import cert_summary
+from mailstack.verify.records import ServerAnswer, judge_record, unexpected_values
+from mailstack.verify.spf import Answer, SpfError, SpfTerm, parse_spf, spf_budget, spf_result, walk_spf
+from mailstack.verify.values import Value, canonical, txt_kind
 
 # -- SPF parsing ---------------------------------------------------------------------------------
 
@@ -437,7 +418,7 @@ def test_parse_outputs_reports_every_problem() -> None:
         "dnsRecords[0] must be an object",
         "dnsRecords[1]: MX needs an integer `priority`",
         "dnsRecords[2]: other.org is not inside zone example.com",
-        "dnsRecords[3]: type NS is not one of MX, TXT, A, AAAA, SRV, CNAME, CAA",
+        "dnsRecords[3]: type NS is not one of MX, TXT, A, AAAA, SRV, CNAME, CAA, TLSA",
         "dnsRecords[4]: A content '999.1.1.1' is not valid: Text input is malformed.",
         "dnsRecords[5] needs string fields type, content",
     ]

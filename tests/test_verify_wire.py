@@ -1,6 +1,6 @@
 """verify's own DNS wire reading, resolv.conf reading and text report, against dnspython and by hand.
 
-verify reads responses itself (mailstack.verify_dns) for speed; every value it produces must be
+verify reads responses itself (mailstack.verify.dnsclient) for speed; every value it produces must be
 exactly what dnspython's parsing gave before (Value.of on dnspython rdata), which these tests
 check on messages that dnspython renders, with name compression, escapes and mixed case.
 """
@@ -22,9 +22,11 @@ import dns.rrset
 import pytest
 
 from mailstack.verify import InputError, system_resolver
-from mailstack.verify_checks import ExpectedRecord, Finding, StackOutputs, Status, Value
-from mailstack.verify_dns import Endpoint, answer_values, name_wire, parse_response, query_wire
-from mailstack.verify_report import render_text
+from mailstack.verify.dnsclient import Endpoint, answer_values, name_wire, parse_response, query_wire
+from mailstack.verify.findings import Finding, Status
+from mailstack.verify.outputs import ExpectedRecord, StackOutputs
+from mailstack.verify.report import render_text
+from mailstack.verify.values import Value
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,7 +193,7 @@ def test_verify_does_not_import_what_it_does_not_use() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, cwd=ROOT
     )
     loaded = set(result.stdout.split())
-    assert "mailstack.verify_dns" in loaded
+    assert "mailstack.verify.dnsclient" in loaded
     unwanted = {"dns.resolver", "dns.query", "dns.asyncquery", "dns.message", "rich", "cryptography.x509"}
     unwanted |= {"httpx", "httpx2", "httpcore", "httpcore2", "aioquic"}
     assert loaded & unwanted == set()

@@ -183,6 +183,20 @@ RULES: dict[str, Rule] = {
         replaces=("zone_id", "type"),
         source=f"{CLOUDFLARE_SRC}: internal/services/dns_record/schema.go:47 (zone_id), :98 (type) RequiresReplace",
     ),
+    "cloudflare:index/workersScript:WorkersScript": Rule(
+        replaces=("account_id", "script_name"),
+        source=f"{CLOUDFLARE_SRC}: internal/services/workers_script/schema.go:47 (script_name), :52 (account_id) "
+        "RequiresReplace; content and the rest update in place",
+    ),
+    "cloudflare:index/workersCustomDomain:WorkersCustomDomain": Rule(
+        replaces=("account_id", "hostname", "service", "environment", "zone_id", "zone_name"),
+        source=f"{CLOUDFLARE_SRC}: internal/services/workers_custom_domain/schema.go:35 (account_id), :40 (hostname), "
+        ":45 (service) RequiresReplace; :52 (environment), :58 (zone_id), :64 (zone_name) RequiresReplaceIfConfigured",
+    ),
+    "cloudflare:index/zoneDnssec:ZoneDnssec": Rule(
+        replaces=("zone_id",),
+        source=f"{CLOUDFLARE_SRC}: internal/services/zone_dnssec/schema.go:38 (zone_id) RequiresReplace",
+    ),
 }
 # A type without a rule is assumed to be replaced on any change: the cautious reading.
 UNKNOWN_RULE = Rule(replaces=(EVERY,), source="no rule: assumed to replace")

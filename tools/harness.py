@@ -127,11 +127,15 @@ class RecordingMocks(Mocks):
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append(args)
         if args.token == "cloudflare:index/getZone:getZone":
-            name = plain(args.args)["filter"]["name"]
+            query = plain(args.args)
+            if "zoneId" in query:  # a lookup by id (the zone's account, for Workers)
+                return {"id": query["zoneId"], "account": {"id": MOCK_ACCOUNT_ID, "name": "mock"}}, []
+            name = query["filter"]["name"]
             return {
                 "id": hashlib.md5(name.encode()).hexdigest(),
                 "name": name,
                 "nameServers": ["a.ns.test", "b.ns.test"],
+                "account": {"id": MOCK_ACCOUNT_ID, "name": "mock"},
             }, []
         if args.token == "aws:route53/getZone:getZone":
             name = plain(args.args)["name"]
@@ -139,6 +143,10 @@ class RecordingMocks(Mocks):
         if args.token == "docker:index/getRegistryImage:getRegistryImage":
             return {"sha256Digest": "sha256:" + hashlib.sha256(str(plain(args.args)).encode()).hexdigest()}, []
         return {}, []
+
+
+MOCK_ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
+"""The Cloudflare account every mocked zone belongs to."""
 
 
 class RecordingMonitor(MockMonitor):

@@ -6,9 +6,11 @@ resolver, SPF/DKIM/DMARC rules, MX and host addresses, PTR, ports 25/465/993 wit
 optionally Spamhaus. Exit code: 0 all good, 1 something wrong, 2 could not check.
 See docs/verify.md.
 
-This module is the command line and the orchestration; the check groups are in
-mailstack.verify_groups, the rules in mailstack.verify_checks, the transports in
-mailstack.verify_dns and mailstack.verify_probes, the report in mailstack.verify_report.
+This module is the command line and the orchestration. The package has one module per standard
+(as checkdmarc and octodns organise theirs): the rules of each are pure functions there (spf, dkim,
+dmarc, records, mta_sts, autoconfig, dane, dnssec, blocklist, ...); the groups that ask the live
+world are in groups (the classic ones) or beside their rules (the newer ones); the transports are
+dnsclient and probes, the report is report. Adding a check is adding a module and a line in `jobs`.
 """
 
 from __future__ import annotations
@@ -18,29 +20,21 @@ import asyncio
 import ipaddress
 import json
 import math
-import sys
 import time
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from mailstack.cli import print_error
-from mailstack.verify_backup import backup_findings, read_status
-from mailstack.verify_checks import (
-    EXIT_UNCHECKED,
-    GROUPS,
-    Finding,
-    OutputsError,
-    StackOutputs,
-    Status,
-    exit_code,
-    parse_outputs,
-    txt_kind,
-)
-from mailstack.verify_dns import DEFAULT_CONCURRENCY, Endpoint, check_port, parse_endpoint
-from mailstack.verify_groups import DEFAULT_EXPIRY_DAYS, DEFAULT_TIMEOUT, Checks, Options
-from mailstack.verify_probes import MAIL_PORTS
-from mailstack.verify_report import print_text, render_json
+from mailstack.verify import autoconfig, dane, dnssec, mta_sts
+from mailstack.verify.backup import backup_findings, read_status
+from mailstack.verify.dnsclient import DEFAULT_CONCURRENCY, Endpoint, check_port, parse_endpoint
+from mailstack.verify.findings import EXIT_UNCHECKED, GROUPS, Finding, Status, exit_code
+from mailstack.verify.groups import DEFAULT_EXPIRY_DAYS, DEFAULT_TIMEOUT, Checks, Options
+from mailstack.verify.outputs import OutputsError, StackOutputs, parse_outputs
+from mailstack.verify.probes import MAIL_PORTS
+from mailstack.verify.report import print_text, render_json
+from mailstack.verify.values import txt_kind
 
 # -- running the checks --------------------------------------------------------------------------
 
@@ -75,6 +69,18 @@ def jobs(checks: Checks) -> list[Job]:
         selected.append((host, "ports", checks.check_ports()))
     if options.runs("blocklist"):
         selected.append((host, "blocklist", checks.check_blocklists()))
+    if options.runs("mta-sts"):
+        selected += [(d, "mta-sts", mta_sts.check(checks, d, r)) for d, r in mta_sts.domains_with_policy(outputs)]
+    if options.runs("autoconfig"):
+        docs = [doc for doc in outputs.web_documents if not doc.host.startswith("mta-sts.")]
+        selected += [(autoconfig.domain_of(doc), "autoconfig", autoconfig.check(checks, doc)) for doc in docs]
+    # DANE and the DNSSEC it rests on are checked for stacks that publish TLSA (mailstack:dane).
+    if any(r.type == "TLSA" for r in outputs.records):
+        if options.runs("dane") and options.runs("ports"):
+            selected.append((host, "dane", dane.check(checks)))
+        if options.runs("dnssec"):
+            selected += [(d, "dnssec", dnssec.check(checks, d, d, "MX")) for d in outputs.mail_domains]
+            selected.append((host, "dnssec", dnssec.check(checks, host, dane.tlsa_name(host), "TLSA")))
     return selected
 
 
@@ -228,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", action="append", default=[], help="connect here instead of the public IPs")
     parser.add_argument("--cafile", help="trust only the CA certificates in this PEM file (tests, private CAs)")
     parser.add_argument(
+        "--web-address",
+        metavar="IP[:PORT]",
+        help="connect here for the MTA-STS and autoconfig URLs instead of resolving their hosts (default port 443)",
+    )
+    parser.add_argument(
         "--expiry-days", type=int, default=DEFAULT_EXPIRY_DAYS, help="fail certificates expiring sooner"
     )
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="parallel DNS queries")
@@ -281,6 +292,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         cafile=args.cafile,
         expiry_days=args.expiry_days,
         concurrency=args.concurrency,
+        web_address=parse_endpoint(args.web_address, 443) if args.web_address else None,
     )
 
 
@@ -307,7 +319,3 @@ def main(argv: Iterable[str] | None = None) -> int:
     else:
         print_text(findings, code, outputs, elapsed, everything=args.all, quiet=args.quiet)
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TextIO
 
-from mailstack.verify_checks import EXIT_OK, EXIT_PROBLEMS, Finding, StackOutputs, Status
+from mailstack.verify.findings import EXIT_OK, EXIT_PROBLEMS, Finding, Status
+from mailstack.verify.outputs import StackOutputs
 
 # ANSI SGR colours, only on a terminal and never with NO_COLOR set (https://no-color.org).
 COLOURS = {
@@ -31,7 +32,22 @@ COLOURS = {
     Status.ERROR: "35",
 }
 INDENT = "      "
-CHECK_ORDER = ("nameservers", "records", "mx", "spf", "dkim", "dmarc", "ptr", "ports", "tls", "blocklist")
+CHECK_ORDER = (
+    "nameservers",
+    "records",
+    "mx",
+    "spf",
+    "dkim",
+    "dmarc",
+    "mta-sts",
+    "autoconfig",
+    "dnssec",
+    "ptr",
+    "ports",
+    "tls",
+    "dane",
+    "blocklist",
+)
 
 
 def group_order(findings: Sequence[Finding], outputs: StackOutputs) -> list[str]:

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.verify_checks import Finding, Status
+from mailstack.verify.findings import Finding, Status
 
 CHECK = "backup"
 FIX_LOGS = "read `docker logs mailstack-<stack>-backup`, fix the cause, then run the `backup.backupNow` output command"

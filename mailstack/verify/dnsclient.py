@@ -24,7 +24,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from mailstack.verify_checks import ServerAnswer, Value
+from mailstack.verify.records import ServerAnswer
+from mailstack.verify.values import Value
 
 # Enough parallel queries to check ~100 domains in well under a second against one server,
 # few enough that a small authoritative server or a home router does not start dropping them.
@@ -316,7 +317,7 @@ _NAME_TYPES = frozenset({dns.rdatatype.CNAME, dns.rdatatype.NS, dns.rdatatype.PT
 
 
 def rdata_value(wire: bytes, rdtype: dns.rdatatype.RdataType, offset: int, length: int) -> Value:
-    """One record value as verify compares and shows it (mailstack.verify_checks.Value.of).
+    """One record value as verify compares and shows it (mailstack.verify.Value.of).
 
     The types verify asks for most are read here directly; others (CAA, …) go through dnspython.
 

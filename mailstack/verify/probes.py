@@ -220,3 +220,35 @@ def cert_summary(der: bytes) -> str:
         f"presents {cert.subject.rfc4514_string()}, names {', '.join(names) or 'none'}, {issuer}, "
         f"valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}"
     )
+
+
+async def presented_certificate(
+    address: str, port: int, hostname: str, *, starttls: bool, timeout: float
+) -> tuple[bytes | None, str]:
+    """The leaf certificate (DER) the server presents, fetched without verifying it, or an error.
+
+    DANE-EE (`3 1 1`) deliberately ignores the CA chain and the names (RFC 7672 §3.1.1): what counts
+    is the key, so the certificate is read whatever a PKIX check would say of it.
+    """
+    connections = _Connections()
+    try:
+        try:
+            if starttls:
+                reader, writer = await asyncio.wait_for(connections.open(address, port), timeout)
+                await asyncio.wait_for(_smtp_starttls(reader, writer), timeout)
+                await asyncio.wait_for(writer.start_tls(_unverifying_context(), server_hostname=hostname), timeout)
+            else:
+                _, writer = await asyncio.wait_for(
+                    connections.open(address, port, _unverifying_context(), hostname), timeout
+                )
+        except TimeoutError:
+            return None, f"no answer within {timeout:g} s"
+        except _ProtocolError as e:
+            return None, str(e)
+        except (OSError, ssl.SSLError) as e:
+            return None, f"{type(e).__name__}: {e}"
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        return (der, "") if der else (None, "no certificate presented")
+    finally:
+        await connections.close(timeout)

@@ -1,7 +1,7 @@
 """The check groups of `verify`: each asks the live DNS or a mail port and turns the answers into findings.
 
-The rules behind the verdicts are pure functions in mailstack.verify_checks; the transports are
-mailstack.verify_dns and mailstack.verify_probes. mailstack.verify picks the groups and runs them.
+The rules behind the verdicts are pure functions in mailstack.verify; the transports are
+mailstack.verify.dnsclient and mailstack.verify_probes. mailstack.verify picks the groups and runs them.
 """
 
 from __future__ import annotations
@@ -15,39 +15,31 @@ from dataclasses import dataclass, field
 
 import dns.reversename
 
-from mailstack.verify_checks import (
-    DEFAULT_DMARC,
-    DEFAULT_SPF,
+from mailstack.verify.blocklist import blocklist_meaning, dbl_name, zen_name
+from mailstack.verify.dkim import dkim_key, short_key
+from mailstack.verify.dmarc import (
+    organizational_domain,
+    parse_dmarc,
+    report_authorization_name,
+    report_domain,
+    tree_walk_targets,
+)
+from mailstack.verify.dnsclient import DEFAULT_CONCURRENCY, DnsClient, Endpoint, Reply
+from mailstack.verify.findings import Finding, Status
+from mailstack.verify.hosts import is_cloudflare
+from mailstack.verify.outputs import DEFAULT_DMARC, DEFAULT_SPF, ExpectedRecord, StackOutputs, publish_txt
+from mailstack.verify.probes import MAIL_PORTS, probe_port, tls_context
+from mailstack.verify.records import judge_record, unexpected_values
+from mailstack.verify.spf import (
     SPF_LOOKUP_LIMIT,
     SPF_VOID_LIMIT,
     Answer,
-    ExpectedRecord,
-    Finding,
-    StackOutputs,
-    Status,
-    Value,
-    blocklist_meaning,
-    dbl_name,
-    dkim_key,
-    is_cloudflare,
-    judge_record,
     lookup_addresses,
-    organizational_domain,
-    parse_dmarc,
-    publish_txt,
-    report_authorization_name,
-    report_domain,
-    short_key,
     spf_budget,
     spf_result,
-    tree_walk_targets,
-    txt_kind,
-    unexpected_values,
     walk_spf,
-    zen_name,
 )
-from mailstack.verify_dns import DEFAULT_CONCURRENCY, DnsClient, Endpoint, Reply
-from mailstack.verify_probes import MAIL_PORTS, probe_port, tls_context
+from mailstack.verify.values import Value, txt_kind
 
 DEFAULT_TIMEOUT = 3.0
 DEFAULT_EXPIRY_DAYS = 14
@@ -71,6 +63,8 @@ class Options:
     cafile: str | None = None
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     concurrency: int = DEFAULT_CONCURRENCY
+    web_address: Endpoint | None = None
+    """Where to connect for the HTTPS documents instead of resolving their hosts (tests, split horizon)."""
 
     def runs(self, group: str) -> bool:
         if group == "blocklist" and not self.blocklist:

@@ -1,0 +1,7 @@
+"""`python -m mailstack.verify`."""
+
+import sys
+
+from mailstack.verify import main
+
+sys.exit(main())
