@@ -57,6 +57,21 @@ class MailServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         config_dir = containers.config_dir(settings)
 
+        # The protected volumes first, right behind the bootstrap in the host's line (HostTarget.in_line):
+        # `pulumi destroy --exclude-protected` keeps a protected resource and everything it depends
+        # on (getProtectedExcludes, pkg/cmd/pulumi/operations/destroy.go:589-607 in pulumi/pulumi), so
+        # volumes registered after the file commands would keep every file, DKIM keys and relay
+        # password included, and the certbot container, on the host.
+        def volume(role: str) -> docker.Volume:
+            return host.in_line(
+                lambda o: docker.Volume(f"{name}-{role}", name=containers.volume_name(settings, role), opts=o),
+                pulumi.ResourceOptions.merge(
+                    volume_options(self, host.docker_provider), pulumi.ResourceOptions(depends_on=host.ready)
+                ),
+            )
+
+        volumes = {role: volume(role) for role, _ in containers.VOLUMES}
+
         def write(role: str, relative_path: str, text: pulumi.Input[str]) -> pulumi.Resource:
             return host.write_file(f"{name}-{role}", f"{config_dir}/{relative_path}", text, child)
 
@@ -102,15 +117,6 @@ class MailServer(pulumi.ComponentResource):
         spec = containers.mail_container(settings, signer_fingerprint=signer_fingerprint)
         image = host.in_line(lambda o: docker_spec.image(f"{name}-image", spec, o), docker_opts)
 
-        def volume(role: str) -> docker.Volume:
-            return host.in_line(
-                lambda o: docker.Volume(f"{name}-{role}", name=containers.volume_name(settings, role), opts=o),
-                pulumi.ResourceOptions.merge(
-                    volume_options(self, host.docker_provider), pulumi.ResourceOptions(depends_on=host.ready)
-                ),
-            )
-
-        volumes = {role: volume(role) for role, _ in containers.VOLUMES}
         container = host.in_line(
             lambda o: docker_spec.container(
                 f"{name}-container",
