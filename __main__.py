@@ -4,8 +4,10 @@ import pulumi
 
 from components.accounts import Accounts, AccountsArgs
 from components.backup import Backup, BackupArgs
+from components.dane_keys import DaneKeys, DaneKeysArgs
 from components.ddns import Ddns, DdnsArgs
 from components.dkim_keys import DkimKeys, DkimKeysArgs
+from components.dnssec import Dnssec, DnssecArgs
 from components.gc_tuning import tune_gc
 from components.host_target import HostTarget, HostTargetArgs
 from components.mail_dns import MailDns, MailDnsArgs
@@ -26,8 +28,24 @@ settings = read_settings()
 accounts = Accounts("accounts", AccountsArgs(accounts=settings.accounts))
 host = HostTarget("host", HostTargetArgs(target=settings.target, stack=settings.stack))
 dkim = DkimKeys("dkim", DkimKeysArgs(domains=settings.domains))
-server = MailServer("mail", MailServerArgs(settings=settings, host=host, dkim=dkim, accounts=accounts))
-dns = MailDns("dns", MailDnsArgs(settings=settings, dkim_public_keys=dkim.public_keys))
+# DANE (mailstack:dane): the SMTP key is the stack's, so its TLSA is published before it is used.
+dane = DaneKeys("dane", DaneKeysArgs(settings=settings)) if settings.dane else None
+server = MailServer(
+    "mail",
+    MailServerArgs(
+        settings=settings,
+        host=host,
+        dkim=dkim,
+        accounts=accounts,
+        dane_key=dane.in_use_private_key_pem if dane else None,
+    ),
+)
+dns = MailDns(
+    "dns",
+    MailDnsArgs(
+        settings=settings, dkim_public_keys=dkim.public_keys, tlsa_public_keys=dane.public_keys if dane else {}
+    ),
+)
 
 pulumi.export("hostname", settings.hostname)
 pulumi.export("publicIPv4", settings.public_ipv4)
@@ -41,8 +59,10 @@ pulumi.export("dnsRecords", dns.records)
 pulumi.export("zoneFile", dns.zone_files)
 # MTA-STS policies and client autoconfiguration: a Worker at Cloudflare, else files `render` writes.
 pulumi.export("webDocuments", documents_output(settings))
-if settings.hosts_web and documents_output(settings):
+if settings.hosts_web:  # the domains on Cloudflare DNS get a Worker for their documents
     MailWeb("web", MailWebArgs(settings=settings))
+if settings.dane:  # the DS record of each zone, to set at its registrar
+    pulumi.export("dnssecDs", Dnssec("dnssec", DnssecArgs(settings=settings)).ds)
 # Backups and imports exist only when configured (docs/host.md, "Backups"; README, "Migration").
 if settings.backup is not None:
     pulumi.export("backup", Backup("backup", BackupArgs(settings=settings, host=host, server=server)).info)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,7 @@ import pulumi
 if TYPE_CHECKING:
     import pulumi_cloudflare as cloudflare
 
-from config import dns_formats
+from config import dane, dns_formats
 from config.records import (
     RecordSpec,
     dkim_record,
@@ -21,10 +21,14 @@ from config.records import (
     quoted_txt,
     sort_records,
     static_records,
+    tlsa_record,
     to_rdata,
 )
 from config.settings import DomainSettings, MailSettings
 from config.zonefile import render_zone_files
+
+TLSA_USAGE, TLSA_SELECTOR, TLSA_MATCHING = 3, 1, 1
+"""DANE-EE, SubjectPublicKeyInfo, SHA-256 (config/dane.py `tlsa_text`)."""
 
 DkimId = tuple[str, str]
 """(domain, selector)."""
@@ -36,6 +40,8 @@ class MailDnsArgs:
     """Resolved stack settings: domains, hostname, addresses, DNS provider and TTL."""
     dkim_public_keys: Mapping[DkimId, pulumi.Output[str]]
     """Public key PEM per (domain, selector), active and retired (DkimKeys.public_keys)."""
+    tlsa_public_keys: Mapping[int, pulumi.Output[str]] = field(default_factory=dict)
+    """SMTP key PEM per key generation, in use and next (DaneKeys.public_keys); empty without DANE."""
 
 
 class MailDns(pulumi.ComponentResource):
@@ -67,8 +73,13 @@ class MailDns(pulumi.ComponentResource):
                 spec = pem.apply(partial(dkim_record, settings, domain, selector))
                 dkim[(domain.name, selector)] = (domain, selector, spec)
 
+        tlsa: dict[int, pulumi.Output[RecordSpec]] = {
+            generation: pem.apply(partial(_tlsa_spec, settings, generation))
+            for generation, pem in sorted(args.tlsa_public_keys.items())
+        }
         dkim_specs = pulumi.Output.all(*(spec for _, _, spec in dkim.values()))
-        everything = dkim_specs.apply(lambda specs: sort_records([*static, *specs]))
+        key_specs = pulumi.Output.all(*(spec for _, _, spec in dkim.values()), *tlsa.values())
+        everything = key_specs.apply(lambda specs: sort_records([*static, *specs]))
         self.records = everything.apply(lambda specs: [r.as_dict() for r in specs])
         self.zone_files = everything.apply(
             lambda specs: render_zone_files(specs, stack=settings.stack, provider=settings.dns_provider)
@@ -91,6 +102,12 @@ class MailDns(pulumi.ComponentResource):
             content = spec.apply(lambda s: s.content)
             placeholder = dkim_record(settings, domain, selector, "")
             pending.setdefault(providers[domain.zone], []).append((placeholder, content))
+        for generation, tlsa_spec in tlsa.items():
+            # As for DKIM: the record (named by its key generation) exists before its key does.
+            placeholder = tlsa_record(settings, generation, "")
+            pending.setdefault(providers[placeholder.zone], []).append(
+                (placeholder, tlsa_spec.apply(lambda s: s.content))
+            )
         publishers = {
             "cloudflare": self._cloudflare,
             "rfc2136": self._rfc2136,
@@ -119,14 +136,26 @@ class MailDns(pulumi.ComponentResource):
             # refresh (cloudflare/terraform-provider-cloudflare#5517, #5378). Mail records are
             # never proxied: Cloudflare's proxy carries HTTP only and would hide the mail host.
             fields = cloudflare_fields(record)
+            value: pulumi.Input[str] | None = fields.content if content is None else content.apply(quoted_txt)
+            data = fields.data
+            if record.type == "TLSA":
+                # The API takes TLSA as structured data only, like SRV and CAA.
+                known: pulumi.Input[str] = record.content if content is None else content
+                data = cloudflare.DnsRecordDataArgs(
+                    usage=TLSA_USAGE,
+                    selector=TLSA_SELECTOR,
+                    matching_type=TLSA_MATCHING,
+                    certificate=pulumi.Output.from_input(known).apply(lambda c: c.split()[-1]),
+                )
+                value = None
             cloudflare.DnsRecord(
                 f"{name}-{record.key}",
                 zone_id=zone_ids[record.zone],
                 name=record.name,
                 type=record.type,
-                content=fields.content if content is None else content.apply(quoted_txt),
+                content=value,
                 priority=fields.priority,
-                data=fields.data,
+                data=data,
                 ttl=record.ttl,
                 proxied=False,
                 comment=comment,
@@ -235,6 +264,10 @@ class MailDns(pulumi.ComponentResource):
                     filter={"name": zone, "match": "all"}, opts=pulumi.InvokeOutputOptions(parent=self)
                 ).id
         return ids
+
+
+def _tlsa_spec(settings: MailSettings, generation: int, public_key_pem: str) -> RecordSpec:
+    return tlsa_record(settings, generation, dane.tlsa_text(public_key_pem))
 
 
 def _owned_by_ddns(

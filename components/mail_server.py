@@ -27,6 +27,8 @@ class MailServerArgs:
     """Signing keys; only `dkim.active` selectors are installed in the signer."""
     accounts: Accounts
     """The accounts file text (hashes) to install."""
+    dane_key: pulumi.Output[str] | None = None
+    """The SMTP key in use when `dane` is on (DaneKeys.in_use_private_key_pem): the certificate's key."""
 
 
 def volume_options(parent: pulumi.Resource, provider: pulumi.ProviderResource) -> pulumi.ResourceOptions:
@@ -109,7 +111,7 @@ class MailServer(pulumi.ComponentResource):
             lambda pems: dms_files.signer_fingerprint(signer_texts, pems)
         )
 
-        tls = Tls(f"{name}-tls", TlsArgs(settings=settings, host=host), opts=child)
+        tls = Tls(f"{name}-tls", TlsArgs(settings=settings, host=host, dane_key=args.dane_key), opts=child)
 
         # Every Docker resource is registered through `host.in_line`: one operation on the host at a
         # time (HostTarget.in_line: Dropbear's limit on unauthenticated connections).

@@ -14,7 +14,7 @@ from config.worker import COMPATIBILITY_DATE, MAIN_MODULE, script_name, web_host
 @dataclass(frozen=True)
 class MailWebArgs:
     settings: MailSettings
-    """Resolved stack settings (`hosts_web` must be true: Cloudflare DNS)."""
+    """Resolved stack settings: the domains on Cloudflare DNS get a Worker (DomainSettings.hosts_web)."""
 
 
 class MailWeb(pulumi.ComponentResource):
@@ -36,7 +36,7 @@ class MailWeb(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.hosts = []
         for zone in sorted({d.zone for d in settings.domains}):
-            domains = [d for d in settings.domains if d.zone == zone and web_hosts(settings, d)]
+            domains = [d for d in settings.domains if d.zone == zone and d.hosts_web and web_hosts(settings, d)]
             if not domains:
                 continue
             configured = sorted({d.zone_id for d in settings.domains if d.zone == zone and d.zone_id})

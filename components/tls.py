@@ -9,7 +9,7 @@ import pulumi_tls as tls
 
 from components import docker_spec
 from components.host_target import HostTarget
-from config import containers
+from config import containers, dane
 from config.settings import MailSettings
 
 
@@ -17,6 +17,8 @@ from config.settings import MailSettings
 class TlsArgs:
     settings: MailSettings
     host: HostTarget
+    dane_key: pulumi.Output[str] | None = None
+    """With `dane`: the key the certificate must carry (config/dane.py), instead of one of its own."""
 
 
 class Tls(pulumi.ComponentResource):
@@ -43,12 +45,14 @@ class Tls(pulumi.ComponentResource):
         cert_spec = containers.self_signed_cert_spec(settings)
         certbot = containers.certbot_container(settings)
         if cert_spec is not None:
-            key = tls.PrivateKey(
-                f"{name}-key", algorithm=cert_spec.key_algorithm, rsa_bits=cert_spec.rsa_bits, opts=child
-            )
+            key_pem = args.dane_key
+            if key_pem is None:
+                key_pem = tls.PrivateKey(
+                    f"{name}-key", algorithm=cert_spec.key_algorithm, rsa_bits=cert_spec.rsa_bits, opts=child
+                ).private_key_pem
             cert = tls.SelfSignedCert(
                 f"{name}-cert",
-                private_key_pem=key.private_key_pem,
+                private_key_pem=key_pem,
                 subject=tls.SelfSignedCertSubjectArgs(common_name=cert_spec.common_name),
                 dns_names=list(cert_spec.dns_names),
                 validity_period_hours=cert_spec.validity_hours,
@@ -58,11 +62,15 @@ class Tls(pulumi.ComponentResource):
             )
             config_dir = containers.config_dir(settings)
             self.ready = [
-                host.write_file(f"{name}-key-file", f"{config_dir}/{cert_spec.key_file}", key.private_key_pem, child),
+                host.write_file(f"{name}-key-file", f"{config_dir}/{cert_spec.key_file}", key_pem, child),
                 host.write_file(f"{name}-cert-file", f"{config_dir}/{cert_spec.cert_file}", cert.cert_pem, child),
             ]
         elif certbot is not None:
-            self.ready = [self._certbot(name, settings, certbot, host, child)]
+            if args.dane_key is not None:
+                # The certbot script swaps this key into the lineage (config/dane.py key_swap_script).
+                path = containers.data_path(settings, f"{containers.LETSENCRYPT_SUBDIR}/{dane.KEY_DIR}/{dane.KEY_FILE}")
+                self.ready.append(host.write_file(f"{name}-dane-key", path, args.dane_key, child))
+            self.ready.append(self._certbot(name, settings, certbot, host, child, before=self.ready))
         self.register_outputs({})
 
     def _certbot(
@@ -72,10 +80,12 @@ class Tls(pulumi.ComponentResource):
         spec: containers.ContainerSpec[str],
         host: HostTarget,
         child: pulumi.ResourceOptions,
+        *,
+        before: list[pulumi.Resource],
     ) -> pulumi.Resource:
         docker_opts = pulumi.ResourceOptions(parent=self, provider=host.docker_provider, depends_on=host.ready)
         image = host.in_line(lambda o: docker_spec.image(f"{name}-certbot-image", spec, o), docker_opts)
-        files: list[pulumi.Resource] = []
+        files: list[pulumi.Resource] = list(before)
         credentials_file = containers.cloudflare_credentials_file(settings)
         if credentials_file is not None:
             token = pulumi.Config("cloudflare").require_secret("apiToken")

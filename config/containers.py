@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+from config import dane
 from config.dms_env import (
     LETSENCRYPT_CONTAINER_DIR,
     SELF_SIGNED_CERT,
@@ -306,6 +307,9 @@ def certbot_script(settings: MailSettings) -> str:
     t = settings.tls
     host = settings.hostname
     args = ["certonly", "-n", "--cert-name", host, "-d", host, "--agree-tos"]
+    if settings.dane:
+        # DANE pins the key (config/dane.py): certbot must keep it across renewals.
+        args += ["--reuse-key", "--key-type", "ecdsa", "--elliptic-curve", "secp256r1"]
     args += ["--email", t.email] if t.email else ["--register-unsafely-without-email"]
     if t.staging:
         args.append("--staging")
@@ -318,12 +322,15 @@ def certbot_script(settings: MailSettings) -> str:
     leave_staging = (
         "" if t.staging else f'extra=""; if grep -qs acme-staging {renewal_conf}; then extra="--force-renewal"; fi; '
     )
+    # With DANE, the lineage is moved onto mailstack's key after issuance and at each 12-hourly
+    # round, so a rollover (a new key file from `pulumi up`) takes effect within 12 hours.
+    swap = f"{dane.key_swap_script(host, LETSENCRYPT_CONTAINER_DIR)}; " if settings.dane else ""
     return (
         leave_staging
         + f"{certonly}{'' if t.staging else ' $extra'} || "
         + '{ echo "mailstack: certbot certonly failed; next attempt in 1 h '
         + "(Let's Encrypt allows 5 failed validations per hour)\" >&2; sleep 3600; exit 1; }; "
-        + "trap exit TERM; while :; do certbot renew; sleep 12h & wait $!; done"
+        + f"trap exit TERM; while :; do {swap}certbot renew; sleep 12h & wait $!; done"
     )
 
 

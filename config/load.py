@@ -245,7 +245,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
     data_dir = target.data_dir or default_dir
     if data_dir.startswith("~"):
         data_dir = str(Path(home or Path.home()) / data_dir[2:])
-    hosted = raw.dns.provider == "cloudflare"  # MailSettings.hosts_web
+    hosted = raw.dns.provider == "cloudflare"  # where the Worker serves the documents (DomainSettings.hosts_web)
     domains = tuple(
         sorted(
             (
@@ -262,6 +262,9 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
                     records=d.records,
                     dns_provider=d.dns.provider or raw.dns.provider,
                     mta_sts=_mta_sts(d, (d.dns.provider or raw.dns.provider) == "cloudflare"),
+                    autoconfig=(d.dns.provider or raw.dns.provider) == "cloudflare"
+                    if raw.autoconfig is None
+                    else raw.autoconfig,
                 )
                 for name, d in raw.domains.items()
             ),
@@ -342,6 +345,7 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
         ddns=ddns.resolve(raw, to_ascii(raw.hostname), {d.zone: d.dns_provider for d in domains}),
         autoconfig=hosted if raw.autoconfig is None else raw.autoconfig,
         dane=raw.dane,
+        dane_rollover=raw.dane_rollover,
     )
 
 

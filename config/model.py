@@ -289,6 +289,8 @@ class RawSettings(_Model):
     """Client autoconfiguration documents; default true where mailstack hosts them (Cloudflare DNS)."""
     dane: bool = False
     """TLSA for the SMTP server's key (RFC 7672); needs DNSSEC, which mailstack manages at Cloudflare."""
+    dane_rollover: int = Field(0, ge=0)
+    """The generation of the SMTP key in use (config/dane.py); +1 rolls over to the published next key."""
 
 
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in RawSettings.model_fields.items())

@@ -22,7 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
-from config import mta_sts
+from config import dane, mta_sts
 from config.model import ExtraRecord
 from config.names import InvalidNameError, to_ascii
 from config.settings import DomainSettings, MailSettings
@@ -72,6 +72,8 @@ class RecordSpec:
     """Seconds; 1 means automatic at Cloudflare."""
     purpose: str
     """Why the record exists, in one line."""
+    tag: str | None = None
+    """Tells apart records of one name and type whose content is not known up front (TLSA per key generation)."""
 
     @property
     def sort_key(self) -> tuple[str, str, str, str]:
@@ -93,6 +95,8 @@ class RecordSpec:
             return f"{base}-{txt_tag(self.content)}"
         if self.type == "CAA":
             return f"{base}-{_digest(self.content)}"
+        if self.tag is not None:
+            return f"{base}-{self.tag}"
         return base
 
     def as_dict(self) -> dict[str, object]:
@@ -474,6 +478,29 @@ def tlsrpt_record(settings: MailSettings, domain: DomainSettings) -> RecordSpec 
         None,
         settings.ttl,
         "TLS-RPT: where sending servers report TLS failures delivering to this domain (RFC 8460)",
+    )
+
+
+def tlsa_record(settings: MailSettings, generation: int, content: str) -> RecordSpec:
+    """`_25._tcp.<hostname>` TLSA `3 1 1 …` for the SMTP key of one generation (config/dane.py).
+
+    Raises:
+        ValueError: the hostname's zone is not managed (config/web_checks.py refuses dane then).
+    """
+    zone = managed_zone(settings, settings.hostname)
+    if zone is None:
+        raise ValueError(f"{settings.hostname} is in no zone of the stack")
+    in_use = generation == settings.dane_rollover
+    role = "in use" if in_use else "next, published before it is used"
+    return RecordSpec(
+        zone,
+        dane.tlsa_name(settings.hostname),
+        "TLSA",
+        content,
+        None,
+        settings.ttl,
+        f"DANE: DNSSEC-validating senders deliver only over TLS to this key ({role}, RFC 7672)",
+        tag=f"g{generation}",
     )
 
 

@@ -63,6 +63,13 @@ class DomainSettings:
     """Where this domain's zone is published: `domains.<d>.dns.provider`, else `dns.provider`."""
     mta_sts: MtaStsSettings | None = None
     """None: no policy and no `_mta-sts` record (the default where mailstack cannot host the policy)."""
+    autoconfig: bool = False
+    """Serve this domain's client autoconfiguration documents (`autoconfig`, default: where hosted)."""
+
+    @property
+    def hosts_web(self) -> bool:
+        """Whether mailstack serves this domain's HTTPS documents (a Cloudflare Worker in its zone)."""
+        return self.dns_provider == "cloudflare"
 
 
 @dataclass(frozen=True)
@@ -159,11 +166,13 @@ class MailSettings:
     """Serve Thunderbird autoconfig, Outlook autodiscover and an Apple profile for every domain."""
     dane: bool = False
     """Publish TLSA `_25._tcp.<hostname>` for the SMTP key and manage DNSSEC (RFC 7672)."""
+    dane_rollover: int = 0
+    """`daneRollover`: the generation of the SMTP key in use (config/dane.py)."""
 
     @property
     def hosts_web(self) -> bool:
-        """Whether mailstack serves the HTTPS documents itself (a Cloudflare Worker); else `render` writes them."""
-        return self.dns_provider == "cloudflare"
+        """Whether mailstack serves HTTPS documents for some domain (a Cloudflare Worker); else `render` writes them."""
+        return any(d.hosts_web for d in self.domains)
 
     def domain(self, name: str) -> DomainSettings:
         return next(d for d in self.domains if d.name == name)

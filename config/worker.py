@@ -61,7 +61,7 @@ def domain_documents(settings: MailSettings, domain: DomainSettings) -> list[Doc
                 purpose="MTA-STS policy: sending servers fetch it over HTTPS (RFC 8461 §3.3)",
             )
         )
-    if settings.autoconfig:
+    if domain.autoconfig:
         d = domain.name
         docs += [
             Document(

@@ -479,26 +479,41 @@ def web_file(doc: Document) -> str:
 
 
 def web_markdown(settings: MailSettings, docs: Sequence[Document]) -> str:
-    """The records.md section on the HTTPS documents: where each must be served, and how."""
+    """The records.md section on the HTTPS documents: who serves each, and how yours must be served."""
     if not docs:
         return ""
-    if settings.hosts_web:
-        where = [
-            "mailstack's Cloudflare Worker serves these on Worker custom domains; Cloudflare creates their",
-            f"DNS records and certificates. The files in `{WEB_DIR}/` are copies of what it serves.",
+    hosted = {d.name for d in settings.domains if d.hosts_web}
+
+    def served_by_worker(doc: Document) -> bool:
+        return doc.host.partition(".")[2] in hosted
+
+    where = []
+    if any(served_by_worker(doc) for doc in docs):
+        where += [
+            'Documents marked "Worker": mailstack\'s Cloudflare Worker serves them on Worker custom domains;',
+            f"Cloudflare creates their DNS records and certificates. The files in `{WEB_DIR}/` are copies.",
         ]
-    else:
-        where = [
-            f"With manual DNS nothing of mailstack's can serve these: put each file of `{WEB_DIR}/` on a web server",
-            "at its URL, over HTTPS with a certificate valid for its host name, with its Content-Type, and",
-            "without redirects (RFC 8461 §3.3: senders follow none for the MTA-STS policy). Each host name",
-            "needs an A/AAAA (or CNAME) record at your DNS host pointing at that web server. Outlook POSTs",
-            "to the autodiscover URL: the server must answer POST with the file (a static server often",
-            "refuses POST with 405). Run `mailstack verify` afterwards: it fetches every URL.",
+    if not all(served_by_worker(doc) for doc in docs):
+        where += [
+            'Documents marked "you": nothing of mailstack\'s can serve them (their zone is not at Cloudflare). Put',
+            f"each file of `{WEB_DIR}/` on a web server at its URL, over HTTPS with a certificate valid for its host",
+            "name, with its Content-Type, and without redirects (RFC 8461 §3.3: senders follow none for the",
+            "MTA-STS policy). Each host name needs an A/AAAA (or CNAME) record at your DNS host pointing at that",
+            "web server. Outlook POSTs to the autodiscover URL: the server must answer POST with the file (a",
+            "static server often refuses POST with 405). Run `mailstack verify` afterwards: it fetches every URL.",
         ]
-    lines = ["", "## Web documents", "", *where, "", "| URL | File | Content-Type | Purpose |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "## Web documents",
+        "",
+        *where,
+        "",
+        "| URL | File | Content-Type | Served by | Purpose |",
+        "|---|---|---|---|---|",
+    ]
     for doc in docs:
-        lines.append(f"| {doc.url} | `{web_file(doc)}` | {doc.content_type} | {_cell(doc.purpose)} |")
+        by = "Worker" if served_by_worker(doc) else "you"
+        lines.append(f"| {doc.url} | `{web_file(doc)}` | {doc.content_type} | {by} | {_cell(doc.purpose)} |")
     lines.append("")
     return "\n".join(lines)
 

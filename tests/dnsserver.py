@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -104,6 +104,8 @@ class KnotServer:
         stats: count requests by transport (Knot's mod-stats), read with `request_counts()`.
         tsig: a TSIG key that may update and transfer every zone (Knot's `acl` with `action: [update,
             transfer]`); without it, updates and transfers are refused.
+        signed: zones Knot signs itself (automatic DNSSEC signing, default policy: ECDSA P-256);
+            `dnskey(zone)` gives their keys, for a validating resolver's trust anchor.
     """
 
     def __init__(
@@ -114,10 +116,12 @@ class KnotServer:
         *,
         stats: bool = False,
         tsig: TsigKey | None = None,
+        signed: Collection[str] = (),
     ) -> None:
         self.address = address
         self._stats = stats
         self._tsig = tsig
+        self._signed = frozenset(signed)
         self.port = port if port is not None else free_port(address)
         self._zones: dict[str, str] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="knotd-"))
@@ -156,7 +160,10 @@ class KnotServer:
             (self._dir / "zones" / f"{zone}.zone").write_text(text if text.endswith("\n") else text + "\n")
         self._zones = normalized
         listen = f"{self.address}@{self.port}"
-        zone_lines = "".join(f"  - domain: {zone}\n" for zone in sorted(normalized))
+        zone_lines = "".join(
+            f"  - domain: {zone}\n" + ("    dnssec-signing: on\n" if zone in self._signed else "")
+            for zone in sorted(normalized)
+        )
         # journal-content none + zonefile-load whole: every load reads the zone file as-is, so a
         # replaced file is served even when its SOA serial did not change (the stale-nameserver test
         # relies on two servers with the same serial and different records).
@@ -221,7 +228,9 @@ class KnotServer:
             if self._proc is not None and self._proc.poll() is not None:
                 raise KnotError(f"knotd exited with {self._proc.returncode}:\n{self.log()}")
             for zone, serial in list(pending.items()):
-                if self._soa_serial(zone) == serial:
+                found = self._soa_serial(zone)
+                # Signing bumps the serial (Knot's serial-policy increment).
+                if found == serial or (zone in self._signed and found is not None and found > serial):
                     del pending[zone]
             if not pending and (self._zones or self._socket.exists()):
                 return
@@ -278,6 +287,12 @@ class KnotServer:
             # forced blocking zone-reload makes the new text live before we return.
             self._control("-b", "-f", "zone-reload", *sorted(self._zones))
         self._wait_until_serving(time.monotonic() + STARTUP_TIMEOUT)
+
+    def dnskey(self, zone: str) -> list[str]:
+        """The zone's DNSKEY records in presentation form (`example.com. 3600 IN DNSKEY 257 3 13 ...`)."""
+        query = dns.message.make_query(zone, dns.rdatatype.DNSKEY)
+        response = dns.query.tcp(query, self.address, port=self.port, timeout=2)
+        return [f"{rrset.name} {rrset.ttl} IN DNSKEY {rd}" for rrset in response.answer for rd in rrset]
 
     def log(self) -> str:
         """knotd's log so far (for failure messages)."""

@@ -39,3 +39,13 @@ def test_required_pulumi_version_admits_the_pinned_sdk() -> None:
     pinned = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("pulumi=="))
     version = tuple(int(x) for x in pinned.split("==")[1].split("."))
     assert (3, 187, 0) <= version < (4, 0, 0)
+
+
+def test_every_mailstack_package_is_in_the_distribution() -> None:
+    """`mailstack verify` from an installed wheel imports mailstack.verify: a subpackage left out of
+    `packages` would install the console script without it."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = set(project["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "mailstack").rglob("__init__.py")}
+    assert found <= packages
+    assert project["tool"]["setuptools"]["package-data"]["mailstack.config"] == ["scripts/*"]

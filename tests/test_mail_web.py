@@ -83,3 +83,19 @@ def test_manual_dns_registers_no_worker() -> None:
     manual = with_values(prod_config_values(), **{"dns/provider": "manual", "tls/challenge": "http"})
     result = run(manual)
     assert result.by_type(SCRIPT) == [] and result.by_type(CUSTOM_DOMAIN) == []
+
+
+def test_a_domain_on_another_dns_host_gets_no_worker() -> None:
+    """Per-domain providers: another.com on manual DNS has no policy or documents by default, and no
+    custom domain; example.com, on Cloudflare, keeps its three."""
+    config = with_values(prod_config_values(), **{"domains/another.com/dns": {"provider": "manual"}})
+    settings = load_settings(config, secret_keys=PROD_SECRET_KEYS, stack="prod")
+    another = settings.domain("another.com")
+    assert (another.hosts_web, another.mta_sts, another.autoconfig) == (False, None, False)
+    result = run(config)
+    assert sorted(r.plain_inputs["hostname"] for r in result.by_type(CUSTOM_DOMAIN)) == [
+        "autoconfig.example.com",
+        "autodiscover.example.com",
+        "mta-sts.example.com",
+    ]
+    assert [r.name for r in result.by_type(SCRIPT)] == ["web-example.com"]

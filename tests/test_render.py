@@ -867,8 +867,8 @@ def test_manual_dns_renders_the_web_documents_and_says_where_they_go(
     records_md = (out / "records.md").read_text()
     assert (
         "| https://mta-sts.example.test/.well-known/mta-sts.txt | `web/mta-sts.example.test/.well-known/mta-sts.txt`"
-        " | text/plain | MTA-STS policy: sending servers fetch it over HTTPS (RFC 8461 §3.3) |"
+        " | text/plain | you | MTA-STS policy: sending servers fetch it over HTTPS (RFC 8461 §3.3) |"
     ) in records_md
-    assert "With manual DNS nothing of mailstack's can serve these" in records_md
+    assert "nothing of mailstack's can serve them (their zone is not at Cloudflare)" in records_md
     assert "`_mta-sts.example.test`" not in records_md  # the TXT is in the records table, by name
     assert "| _mta-sts.example.test | TXT |" in records_md

@@ -506,3 +506,24 @@ def test_flags_that_would_hang_or_crash_are_refused(flags: list[str], error: str
 def test_cert_summary_of_a_certificate_that_does_not_parse() -> None:
     """OpenSSL may accept what cryptography refuses; the summary says so instead of crashing the run."""
     assert cert_summary(b"not a certificate").startswith("presents a certificate that does not parse: ")
+
+
+def test_mta_sts_policy_rules() -> None:
+    """RFC 8461 §3.2 fields and §4.1 MX matching, as verify applies them to a fetched policy."""
+    from mailstack.verify.mta_sts import mx_matches, parse_policy
+
+    policy, problems = parse_policy(
+        "version: STSv1\nmode: enforce\nmx: *.example.net\nmx: mail.example.com\nmax_age: 86400\n"
+    )
+    assert problems == []
+    assert policy is not None and policy.mx == ("*.example.net", "mail.example.com")
+    assert mx_matches("mx1.example.net", "*.example.net")
+    assert not mx_matches("a.mx1.example.net", "*.example.net")  # one label only
+    assert not mx_matches("example.net", "*.example.net")
+    assert mx_matches("mail.example.com", "mail.example.com")
+    _, problems = parse_policy("version: STSv1\r\nmode: enforce\r\nmax_age: 99999999999\r\n")
+    assert problems == [
+        "max_age `99999999999` is not 0..31557600 seconds",
+        "mode enforce without any mx line: no MX host would be valid",
+    ]
+    assert parse_policy("garbage") == (None, ["line `garbage` is not `key: value`"])

@@ -20,6 +20,8 @@ from config.mta_sts import policy_text
 from config.worker import COMPATIBILITY_DATE, MAIN_MODULE, documents, worker_script
 from tests.workerd import Workerd
 
+pytestmark = pytest.mark.integration
+
 REQUEST = (
     '<?xml version="1.0" encoding="utf-8"?>\n'
     '<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">\n'

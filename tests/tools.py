@@ -34,6 +34,7 @@ PACKAGES = {
     "docker": "docker.io",
     "ddclient": "ddclient",
     "nsupdate": "bind9-dnsutils",
+    "unbound": "unbound",
 }
 """Tool → the Debian package `.ci/run` installs for it (keep in step with APT_PACKAGES there)."""
 

@@ -103,6 +103,11 @@ class RecordingMocks(Mocks):
         elif args.typ == "random:index/randomBytes:RandomBytes":
             raw = hashlib.sha256(("bytes" + args.name).encode()).digest()[: int(plain(args.inputs["length"]))]
             state.update(base64=wrap_rpc_secret(base64.b64encode(raw).decode()), hex=wrap_rpc_secret(raw.hex()))
+        elif args.typ == "tls:index/privateKey:PrivateKey" and plain(args.inputs.get("algorithm")) == "ECDSA":
+            private, public = ecdsa_key_pem(args.name)
+            state.update(privateKeyPem=wrap_rpc_secret(private), publicKeyPem=public)
+        elif args.typ == "cloudflare:index/zoneDnssec:ZoneDnssec":
+            state.update(ds=f"zone-{plain(args.inputs['zoneId'])[:8]}. 3600 IN DS 2371 13 2 {digest}")
         elif args.typ == "tls:index/privateKey:PrivateKey":
             bits = int(plain(args.inputs.get("rsaBits", 2048)))
             # Keyed by resource name, so a key is the same in every run (cross-run comparisons).
@@ -143,6 +148,20 @@ class RecordingMocks(Mocks):
         if args.token == "docker:index/getRegistryImage:getRegistryImage":
             return {"sha256Digest": "sha256:" + hashlib.sha256(str(plain(args.args)).encode()).hexdigest()}, []
         return {}, []
+
+
+def ecdsa_key_pem(name: str) -> tuple[str, str]:
+    """A P-256 key derived from `name` (the same in every run, distinct per resource): (private, public) PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    secret = int(hashlib.sha256(name.encode()).hexdigest(), 16) % (2**255)
+    key = ec.derive_private_key(secret, ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public.decode()
 
 
 MOCK_ACCOUNT_ID = "0123456789abcdef0123456789abcdef"

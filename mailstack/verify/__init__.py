@@ -77,7 +77,7 @@ def jobs(checks: Checks) -> list[Job]:
         selected += [(autoconfig.domain_of(doc), "autoconfig", autoconfig.check(checks, doc)) for doc in docs]
     # DANE and the DNSSEC it rests on are checked for stacks that publish TLSA (mailstack:dane).
     if any(r.type == "TLSA" for r in outputs.records):
-        if options.runs("dane") and options.runs("ports"):
+        if options.runs("dane"):
             selected.append((host, "dane", dane.check(checks)))
         if options.runs("dnssec"):
             selected += [(d, "dnssec", dnssec.check(checks, d, d, "MX")) for d in outputs.mail_domains]

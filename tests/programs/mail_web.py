@@ -15,5 +15,5 @@ settings = read_settings()
 dkim = DkimKeys("dkim", DkimKeysArgs(domains=settings.domains))
 dns = MailDns("dns", MailDnsArgs(settings=settings, dkim_public_keys=dkim.public_keys))
 pulumi.export("webDocuments", documents_output(settings))
-if settings.hosts_web and documents_output(settings):
+if settings.hosts_web:
     MailWeb("web", MailWebArgs(settings=settings))
