@@ -64,8 +64,10 @@ class Backup(pulumi.ComponentResource):
                 docker_opts,
                 pulumi.ResourceOptions(
                     depends_on=[*files, args.server],
-                    # Fixed container name: the old one must be gone first (pulumi-docker#1356);
-                    # the provider does not replace on a healthcheck change by itself.
+                    # Fixed container name: the old one must be gone first. pulumi-docker sets
+                    # DeleteBeforeReplace for containers itself (provider/resources.go:114 in
+                    # v5.1.0); explicit here. A healthcheck change is stored, never applied, by the
+                    # provider's Update (kreuzwerker v4.5.0 resource_docker_container_funcs.go:1016-1019).
                     delete_before_replace=True,
                     replace_on_changes=["healthcheck"],
                 ),

@@ -59,6 +59,21 @@ class MailServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         config_dir = containers.config_dir(settings)
 
+        # The protected volumes first, right behind the bootstrap in the host's line (HostTarget.in_line):
+        # `pulumi destroy --exclude-protected` keeps a protected resource and everything it depends
+        # on (getProtectedExcludes, pkg/cmd/pulumi/operations/destroy.go:589-607 in pulumi/pulumi), so
+        # volumes registered after the file commands would keep every file, DKIM keys and relay
+        # password included, and the certbot container, on the host.
+        def volume(role: str) -> docker.Volume:
+            return host.in_line(
+                lambda o: docker.Volume(f"{name}-{role}", name=containers.volume_name(settings, role), opts=o),
+                pulumi.ResourceOptions.merge(
+                    volume_options(self, host.docker_provider), pulumi.ResourceOptions(depends_on=host.ready)
+                ),
+            )
+
+        volumes = {role: volume(role) for role, _ in containers.VOLUMES}
+
         def write(role: str, relative_path: str, text: pulumi.Input[str]) -> pulumi.Resource:
             return host.write_file(f"{name}-{role}", f"{config_dir}/{relative_path}", text, child)
 
@@ -104,15 +119,6 @@ class MailServer(pulumi.ComponentResource):
         spec = containers.mail_container(settings, signer_fingerprint=signer_fingerprint)
         image = host.in_line(lambda o: docker_spec.image(f"{name}-image", spec, o), docker_opts)
 
-        def volume(role: str) -> docker.Volume:
-            return host.in_line(
-                lambda o: docker.Volume(f"{name}-{role}", name=containers.volume_name(settings, role), opts=o),
-                pulumi.ResourceOptions.merge(
-                    volume_options(self, host.docker_provider), pulumi.ResourceOptions(depends_on=host.ready)
-                ),
-            )
-
-        volumes = {role: volume(role) for role, _ in containers.VOLUMES}
         container = host.in_line(
             lambda o: docker_spec.container(
                 f"{name}-container",
@@ -127,9 +133,10 @@ class MailServer(pulumi.ComponentResource):
                     depends_on=[*files, *tls.ready],
                     # Fixed name and host ports: the old container must be gone before the new one
                     # starts. pulumi-docker sets DeleteBeforeReplace for containers itself
-                    # (provider/resources.go:114 in v5.1.0); saying so here keeps it explicit. The
-                    # provider neither replaces nor updates on a healthcheck change, hence
-                    # replace_on_changes.
+                    # (provider/resources.go:114 in v5.1.0); saying so here keeps it explicit. A
+                    # healthcheck change is not ForceNew, and Update stores it without applying it
+                    # (kreuzwerker v4.5.0 resource_docker_container_funcs.go:1016-1019 lists no
+                    # healthcheck), hence replace_on_changes.
                     delete_before_replace=True,
                     replace_on_changes=["healthcheck"],
                 ),

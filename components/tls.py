@@ -103,7 +103,9 @@ class Tls(pulumi.ComponentResource):
                 docker_opts,
                 pulumi.ResourceOptions(
                     depends_on=files,
-                    # Fixed name and port 80: the old container must go before the new one starts.
+                    # Fixed name and port 80: the old container must go before the new one starts
+                    # (pulumi-docker sets DeleteBeforeReplace for containers too, provider/resources.go:114
+                    # in v5.1.0). Update never applies a healthcheck change: replace_on_changes.
                     delete_before_replace=True,
                     replace_on_changes=["healthcheck"],
                 ),

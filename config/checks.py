@@ -6,6 +6,8 @@ parts whose fields failed shape validation (those already have their own problem
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -390,9 +392,6 @@ def _is_dns_name(name: str) -> bool:
 
 
 def _is_base64(text: str) -> bool:
-    import base64
-    import binascii
-
     try:
         return bool(base64.b64decode(text, validate=True))
     except (binascii.Error, ValueError):
@@ -715,12 +714,28 @@ def target(ctx: Context) -> Iterator[Problem]:
             "give the absolute path on the host",
             value="/mnt/dietpi_userdata/mailstack",
         )
-    if ctx.ok("publicIPv6") and ctx.settings.public_ipv6 is not None and not t.docker_ipv6:
+    if ctx.ok("publicIPv6") and ctx.settings.public_ipv6 is not None:
+        # The provider publishes a port without `ip` on 0.0.0.0 only (resource_docker_container.go:509-523
+        # in kreuzwerker/terraform-provider-docker v4.5.0), and Docker binds 0.0.0.0 to IPv4 alone
+        # since 20.10. A second binding on `::` would add IPv6, but Docker reports the two bindings of a
+        # port in another order than they were sent (reversed on 20.10: tests/test_docker_engine.py),
+        # flattenContainerPorts (resource_docker_container_structures.go:35-59) keeps that order,
+        # the diff suppression matches only the first binding of a port (resource_docker_container.go:
+        # 1192-1245), and `ports` forces replacement: the mail container would be replaced on every
+        # `pulumi up` (terraform-provider-docker#909, fix pending in #910). Without ip6tables the `::`
+        # listener is docker-proxy, and every IPv6 client would reach DMS as the Docker gateway.
         yield problem(
             ["publicIPv6"],
-            "with Docker's default network, IPv6 clients reach DMS as the Docker gateway (SPF failures, open-relay risk); "
-            "enable ip6tables and an IPv6 network in the host's Docker daemon, then set target.dockerIPv6 true",
-            set_command(["target", "dockerIPv6"], "true"),
+            "cannot be served: the mail ports are published on 0.0.0.0 (IPv4 only), so an AAAA record would send "
+            "IPv6 mail to a closed port, and publishing them on :: as well would make the Docker provider replace "
+            "the mail container on every pulumi up (terraform-provider-docker#909); publish no AAAA record "
+            "(docs/host.md, IPv6)"
+            + (
+                ""
+                if t.docker_ipv6
+                else "; without target.dockerIPv6 IPv6 clients would also reach DMS as the Docker gateway"
+            ),
+            "pulumi config rm 'mailstack:publicIPv6'",
         )
 
 

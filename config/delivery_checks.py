@@ -61,14 +61,21 @@ def _published_addresses(settings: MailSettings) -> Iterator[tuple[str, IPAddres
             yield ("publicIPv4" if record.type == "A" else "publicIPv6"), address, why
 
 
+def _host_provider(settings: MailSettings) -> str:
+    """The backend that publishes the hostname's address: its zone's (per-domain), else the stack's."""
+    records = host_address_records(settings)
+    return settings.zone_providers.get(records[0].zone, settings.dns_provider) if records else settings.dns_provider
+
+
 def public_addresses(settings: MailSettings) -> Iterator[Problem]:
     """A managed DNS provider must not publish an unreachable address as the mail host's A/AAAA."""
-    if settings.dns_provider == "manual":
+    provider = _host_provider(settings)
+    if provider == "manual":
         return
     for key, address, why in _published_addresses(settings):
         yield problem(
             [key],
-            f"{address} is {why}: {settings.dns_provider} would publish it as the address of {settings.hostname}, "
+            f"{address} is {why}: {provider} would publish it as the address of {settings.hostname}, "
             "where no other mail server can reach it",
             value="<the server's public address>",
         )
@@ -76,7 +83,7 @@ def public_addresses(settings: MailSettings) -> Iterator[Problem]:
 
 def public_addresses_warning(settings: MailSettings) -> Iterator[Problem]:
     """With manual DNS (the dev stack binds 127.0.0.1) an unreachable address is allowed, with a note."""
-    if settings.dns_provider != "manual":
+    if _host_provider(settings) != "manual":
         return
     for key, address, why in _published_addresses(settings):
         yield problem(

@@ -33,6 +33,9 @@ DDNS_TTL = 300
 TXT_STRING_LIMIT = 255
 """RFC 1035 §3.3: a <character-string> is a length byte followed by at most 255 bytes."""
 
+NO_NULL_SRV = frozenset({"cloudflare", "digitalocean"})
+"""DNS backends that cannot hold a null SRV (`0 0 0 .`) without a perpetual diff (see `srv_records`)."""
+
 SPF_LOOKUP_LIMIT = 10
 """RFC 7208 §4.6.4: more than 10 DNS-querying terms make SPF evaluation a permerror."""
 
@@ -535,7 +538,7 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
     A null SRV (`0 0 0 .`, RFC 2782) tells a mail client the service is decidedly unavailable, so it
     does not fall back to guessing plaintext ports on the domain.
 
-    Not at Cloudflare: there, null SRVs are left out (the services they describe are not published
+    Not for a domain published at Cloudflare: there, null SRVs are left out (the services they describe are not published
     on the host either, so a client guessing their ports finds nothing). The API does not answer a
     `.` target with `.`: it has answered `"target": false` (DNSControl#561) and a missing target
     (DNSControl#1436), and a `.` record showed a change on every plan (terraform-provider-cloudflare
@@ -543,12 +546,15 @@ def srv_records(settings: MailSettings, domain: DomainSettings) -> list[RecordSp
     the API's answer as state (internal/services/dns_record/resource.go:193-198), compares
     `data.target` verbatim (custom.go:84, from ModifyPlan at resource.go:398), and fails to read a
     non-string target (internal/apijson/decoder.go:460-465): a perpetual update, or an error.
+    Nor at DigitalOcean: its provider's Read appends a dot to every SRV target the API returns
+    (terraform-provider-digitalocean digitalocean/domain/resource_record.go, resourceDigitalOceanRecordRead),
+    so a `.` target can only read back as `..` or as whatever the API makes of it.
     """
     records = []
     for label, port, what, flag in _SRV_SERVICES:
         name = f"{label}.{domain.name}"
         enabled = flag is None or bool(getattr(settings.ports, flag))
-        if not enabled and domain.dns_provider == "cloudflare":
+        if not enabled and domain.dns_provider in NO_NULL_SRV:
             continue
         if enabled:
             priority = IMPLICIT_TLS_PRIORITY if port in (465, 993, 995) else STARTTLS_PRIORITY

@@ -20,6 +20,8 @@ from tests.dnsserver import KnotServer
 from tests.harness import ROOT
 from tests.test_rfc2136 import KEY
 
+pytestmark = pytest.mark.integration  # a real knotd (Debian knot)
+
 PASSPHRASE = "adopt test passphrase"
 SOA = "@ SOA ns.invalid. hostmaster.{zone}. 1 3600 600 1209600 300\n@ NS ns.invalid.\n"
 EXAMPLE_COM = (

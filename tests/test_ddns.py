@@ -197,6 +197,7 @@ def test_conf_text_for_a_dyndns2_service() -> None:
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("provider", "path"),
     [("dynu", "/nic/update?system=dyndns&hostname="), ("noip", "/nic/update?system=noip&hostname=")],
@@ -213,6 +214,7 @@ def test_dyndns2_and_noip_update_with_the_password_intact(
     assert url.startswith(path + "home.example.net") and f"myip={ADDRESS}" in url
 
 
+@pytest.mark.integration
 def test_duckdns_sends_the_label_and_token(https: tuple[Endpoint, Path], tmp_path: Path) -> None:
     endpoint, ca_file = https
     settings = ddns("duckdns", "mail.myhome.duckdns.org", f"https://{endpoint.base}/ip")
@@ -221,6 +223,7 @@ def test_duckdns_sends_the_label_and_token(https: tuple[Endpoint, Path], tmp_pat
     assert url == f"/update?domains=mail.myhome&token=0123-token&ip={ADDRESS}"
 
 
+@pytest.mark.integration
 def test_cloudflare_patches_the_record_pulumi_created(https: tuple[Endpoint, Path], tmp_path: Path) -> None:
     endpoint, ca_file = https
     settings = ddns("cloudflare", "mail.example.com", f"https://{endpoint.base}/ip", zone="example.com")
@@ -234,6 +237,7 @@ def test_cloudflare_patches_the_record_pulumi_created(https: tuple[Endpoint, Pat
     ]
 
 
+@pytest.mark.integration
 def test_rfc2136_through_nsupdate_to_a_real_knot(plain_http: Endpoint, tmp_path: Path) -> None:
     require("nsupdate")
     with KnotServer({"example.com": ZONE}, tsig=KEY) as knot:

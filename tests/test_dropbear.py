@@ -231,6 +231,10 @@ def test_every_host_operation_waits_for_the_previous_one() -> None:
     chain = _topological(on_host)
     assert [r.name for r in chain] == [
         "host-bootstrap",
+        # The protected volumes first: `destroy --exclude-protected` keeps what they depend on.
+        "mail-mail-data",
+        "mail-mail-state",
+        "mail-mail-logs",
         "mail-accounts",
         "mail-aliases",
         "mail-quotas",
@@ -244,9 +248,6 @@ def test_every_host_operation_waits_for_the_previous_one() -> None:
         "mail-tls-cloudflare-credentials",
         "mail-tls-certbot",
         "mail-image",
-        "mail-mail-data",
-        "mail-mail-state",
-        "mail-mail-logs",
         "mail-container",
         "mail-files-on-move",
     ]

@@ -150,6 +150,22 @@ def test_manual_dns_keeps_null_srv() -> None:
     assert "_pop3._tcp.example.test. 3600 IN SRV 0 0 0 ." in zone
 
 
+def test_null_srv_follows_each_domains_own_backend() -> None:
+    """`domains.<d>.dns.provider: manual` keeps the null SRVs of that domain only."""
+    config = prod_config(**{"domains/another.com/dns": {"provider": "manual"}})
+    settings = load_settings(config, secret_keys=PROD_SECRET_KEYS, stack="prod")
+    assert [(r.name, r.content) for r in static_records(settings) if r.type == "SRV"] == [
+        ("_imap._tcp.another.com", "0 0 ."),
+        ("_imaps._tcp.another.com", "1 993 mail.example.com"),
+        ("_pop3._tcp.another.com", "0 0 ."),
+        ("_pop3s._tcp.another.com", "0 0 ."),
+        ("_submission._tcp.another.com", "0 0 ."),
+        ("_submissions._tcp.another.com", "1 465 mail.example.com"),
+        ("_imaps._tcp.example.com", "1 993 mail.example.com"),
+        ("_submissions._tcp.example.com", "1 465 mail.example.com"),
+    ]
+
+
 def test_every_cloudflare_record_is_unproxied_full_name_and_txt_is_split() -> None:
     result = run(prod_config(), stack="prod")
     for reg in result.by_type(DNS_RECORD):

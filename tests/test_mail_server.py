@@ -585,3 +585,51 @@ def test_components_and_parents() -> None:
     assert set(run.component_outputs[server.urn]) == {"container_name"}
     accounts = components["mailstack:index:Accounts"]
     assert set(run.component_outputs[accounts.urn]) == {"generated_passwords"}
+
+
+def kept_by_destroy_exclude_protected(run: RunResult) -> set[str]:
+    """What `pulumi destroy --exclude-protected` leaves: every protected resource and everything it
+    transitively depends on, through parent, provider, dependencies and property dependencies
+    (getProtectedExcludes, pkg/cmd/pulumi/operations/destroy.go:589-607, and markAsDependency,
+    pkg/resource/graph/dependency_graph.go:361-390, in pulumi/pulumi)."""
+    by_urn = {r.urn: r for r in run.resources}
+    todo = [r.urn for r in run.resources if r.options.get("protect")]
+    kept: set[str] = set()
+    while todo:
+        urn = todo.pop()
+        if urn in kept or urn not in by_urn:  # the Stack itself is not recorded by the mocks
+            continue
+        kept.add(urn)
+        r = by_urn[urn]
+        provider = r.options.get("provider")
+        todo += [r.parent, *(r.options.get("dependencies") or [])]
+        todo += [u for deps in (r.options.get("property_dependencies") or {}).values() for u in deps]
+        if provider:
+            todo.append(provider.rsplit("::", 1)[0])
+    return {f"{by_urn[u].type} {by_urn[u].name}" for u in kept}
+
+
+VOLUMES_AND_THEIR_NEEDS = {
+    "docker:index/volume:Volume mail-mail-data",
+    "docker:index/volume:Volume mail-mail-state",
+    "docker:index/volume:Volume mail-mail-logs",
+    "mailstack:index:MailServer mail",
+    "mailstack:index:HostTarget host",
+    "pulumi:providers:docker host-docker",
+}
+
+
+def test_destroy_exclude_protected_leaves_only_the_volumes() -> None:
+    """Plain `pulumi destroy` fails at the protected volumes (deleteProtectedError,
+    pkg/resource/deploy/step.go:614-648); `--exclude-protected` destroys the rest, and nothing else is
+    kept for the volumes' sake: every container and every file command (their deletes remove the
+    files, DKIM keys and relay password included) goes. README and docs/host.md say so."""
+    prod_run = run_program(prod_config_values(), PROD_SECRET_KEYS, stack="prod")
+    assert prod_run.error is None, prod_run.error
+    assert kept_by_destroy_exclude_protected(prod_run) == {
+        *VOLUMES_AND_THEIR_NEEDS,
+        "command:remote:Command host-bootstrap",  # no delete command: nothing on the host
+    }
+    dev_run = run_program(stack_config(DEV_STACK), stack="dev")
+    assert dev_run.error is None, dev_run.error
+    assert kept_by_destroy_exclude_protected(dev_run) == VOLUMES_AND_THEIR_NEEDS

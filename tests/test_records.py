@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 
 import dns.rdata
@@ -259,12 +260,14 @@ def test_enabled_plaintext_services_get_real_srv_after_implicit_tls() -> None:
 
 
 def test_no_address_records_when_the_hostname_zone_is_not_managed() -> None:
-    settings = settings_with(hostname="mx1.provider.example", publicIPv6="2001:db8::25", target={"dockerIPv6": True})
+    settings = replace(settings_with(hostname="mx1.provider.example"), public_ipv6="2001:db8::25")
     assert [r for r in static_records(settings) if r.type in ("A", "AAAA")] == []
 
 
 def test_address_records_for_a_hostname_in_a_managed_zone() -> None:
-    settings = settings_with(publicIPv6="2001:DB8:0:0::25", target={"dockerIPv6": True})
+    # publicIPv6 is refused by the configuration checks for now (config/checks.py: the Docker provider
+    # cannot publish both address families); the record builder still makes the AAAA for it.
+    settings = replace(settings_with(), public_ipv6="2001:db8::25")
     assert rows([r for r in static_records(settings) if r.type in ("A", "AAAA")]) == [
         ("example.org", "mail.example.org", "A", "192.0.2.10", None, 3600),
         ("example.org", "mail.example.org", "AAAA", "2001:db8::25", None, 3600),

@@ -24,6 +24,8 @@ from config import rfc2136
 from config.records import RecordSpec
 from tests.dnsserver import KnotServer, TsigKey
 
+pytestmark = pytest.mark.integration  # a real knotd (Debian knot)
+
 KEY = TsigKey("mailstack-test.", "hmac-sha256", base64.b64encode(hashlib.sha256(b"mailstack tsig").digest()).decode())
 ZONE = """$ORIGIN example.com.
 $TTL 3600

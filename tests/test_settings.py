@@ -560,10 +560,28 @@ INVALID = [
         [
             (
                 "mailstack:publicIPv6",
-                "with Docker's default network, IPv6 clients reach DMS as the Docker gateway (SPF failures, open-relay risk); enable ip6tables and an IPv6 network in the host's Docker daemon, then set target.dockerIPv6 true",
+                "cannot be served: the mail ports are published on 0.0.0.0 (IPv4 only), so an AAAA record would send "
+                "IPv6 mail to a closed port, and publishing them on :: as well would make the Docker provider replace "
+                "the mail container on every pulumi up (terraform-provider-docker#909); publish no AAAA record "
+                "(docs/host.md, IPv6); without target.dockerIPv6 IPv6 clients would also reach DMS as the Docker "
+                "gateway",
             )
         ],
         id="ipv6-without-docker-ipv6",
+    ),
+    pytest.param(
+        {"mailstack:publicIPv6": "2001:db8::25", "mailstack:target": {"dockerIPv6": True}},
+        (),
+        [
+            (
+                "mailstack:publicIPv6",
+                "cannot be served: the mail ports are published on 0.0.0.0 (IPv4 only), so an AAAA record would send "
+                "IPv6 mail to a closed port, and publishing them on :: as well would make the Docker provider replace "
+                "the mail container on every pulumi up (terraform-provider-docker#909); publish no AAAA record "
+                "(docs/host.md, IPv6)",
+            )
+        ],
+        id="ipv6-refused-even-with-docker-ipv6",
     ),
     pytest.param(
         {"mailstack:publicIPv4": "203.0.113.300"},

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import math
@@ -112,6 +113,10 @@ async def run(checks: Checks) -> list[Finding]:
 
 def verify(outputs: StackOutputs, options: Options) -> list[Finding]:
     """Run every selected check and return the findings (the library entry point)."""
+    if outputs.ddns is not None and outputs.ddns == outputs.hostname:
+        # With ddns the stack's publicIPv4 is only the first address: SPF, PTR, blocklist and port
+        # checks use the host's current one when verify is told it, and skip IPv4 otherwise.
+        outputs = dataclasses.replace(outputs, ipv4=options.current_address)
     return asyncio.run(run(Checks(outputs, options)))
 
 
@@ -248,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", "-q", action="store_true", help="leave out the summary lines of domains with nothing to report"
     )
     parser.add_argument(
+        "--current-address",
+        metavar="IPV4",
+        help="the mail host's public IPv4 now (e.g. `ssh host curl -s https://api.ipify.org`): with ddns, "
+        "reported when the published address differs",
+    )
+    parser.add_argument(
         "--backup-status", metavar="FILE", help="the backup job's status.json (`-`: stdin); warns when it is stale"
     )
     return parser
@@ -274,6 +285,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
     check_port(args.ns_port, f"--ns-port {args.ns_port}")
     for address in args.address:
         ipaddress.ip_address(address)
+    current = None
+    if args.current_address:
+        current = ipaddress.IPv4Address(args.current_address).compressed
     # Every wait is bounded by --timeout, and no query starts without a --concurrency slot: an
     # infinite timeout or zero slots would make verify wait forever.
     if not (args.timeout > 0 and math.isfinite(args.timeout)):
@@ -293,6 +307,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         expiry_days=args.expiry_days,
         concurrency=args.concurrency,
         web_address=parse_endpoint(args.web_address, 443) if args.web_address else None,
+        current_address=current,
     )
 
 

@@ -65,6 +65,8 @@ class Options:
     concurrency: int = DEFAULT_CONCURRENCY
     web_address: Endpoint | None = None
     """Where to connect for the HTTPS documents instead of resolving their hosts (tests, split horizon)."""
+    current_address: str | None = None
+    """The host's current public IPv4 (`--current-address`), compared with what ddclient published."""
 
     def runs(self, group: str) -> bool:
         if group == "blocklist" and not self.blocklist:
@@ -199,6 +201,8 @@ class Checks:
 
     async def _check_rrset(self, key: tuple[str, str, str], records: list[ExpectedRecord]) -> list[Finding]:
         zone, name, rtype = key
+        if rtype == "A" and name == self.outputs.ddns:
+            return []  # ddclient's address, not the stack's: check_host compares it with the host's
         routed, _ = await self._soa(zone)
         servers = [server for server, _ in routed]
         replies = await asyncio.gather(
@@ -468,6 +472,9 @@ class Checks:
             if answer.error:
                 findings.append(Finding(host, "mx", subject, Status.ERROR, f"lookup failed: {answer.error}"))
                 continue
+            if rtype == "A" and host == self.outputs.ddns:
+                findings.append(self._ddns_address(subject, tuple(answer.values)))
+                continue
             found = tuple(answer.values)
             proxied = [a for a in found if is_cloudflare(a)]
             publish = f"publish {host}. 3600 IN {rtype} {configured}" if configured else ""
@@ -503,6 +510,37 @@ class Checks:
             else:
                 findings.append(Finding(host, "mx", subject, Status.OK, configured, expected=configured, found=found))
         return findings
+
+    def _ddns_address(self, subject: str, found: tuple[str, ...]) -> Finding:
+        """The hostname's A under `ddns`: ddclient's to keep, so it is compared with the host's current
+        address when verify is told it (`--current-address`), not with the stack's first one."""
+        host = self.outputs.hostname
+        current = self.options.current_address
+        fix = "on the host: systemctl status ddclient; journalctl -u ddclient; ddclient -daemon=0 -verbose -force"
+        if not found:
+            return Finding(host, "mx", subject, Status.MISSING, "does not resolve (ddclient keeps this record)", fix)
+        if current is None:
+            return Finding(
+                host,
+                "mx",
+                subject,
+                Status.OK,
+                f"{', '.join(found)}, kept current by ddclient (pass --current-address to compare it with the host's)",
+                found=found,
+            )
+        if set(found) != {current}:
+            return Finding(
+                host,
+                "mx",
+                subject,
+                Status.DIFFERENT,
+                f"published {', '.join(found)}, but the host's current address is {current}: ddclient has not "
+                "updated it (yet: resolvers may also still hold the old answer for its TTL)",
+                fix,
+                current,
+                found,
+            )
+        return Finding(host, "mx", subject, Status.OK, f"{current}, the host's current address (ddclient)", found=found)
 
     async def check_ptr(self, ip: str) -> list[Finding]:
         host = self.outputs.hostname

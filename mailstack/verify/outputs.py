@@ -116,6 +116,8 @@ class StackOutputs:
     ipv6: str | None
     records: tuple[ExpectedRecord, ...]
     web_documents: tuple[WebDocument, ...] = ()
+    ddns: str | None = None
+    """The name ddclient keeps current (`ddns` output): its A record's address is ddclient's, not the stack's."""
 
     @property
     def ips(self) -> tuple[str, ...]:
@@ -200,9 +202,16 @@ def parse_outputs(data: object) -> StackOutputs:
             continue
         records.append(record)
     documents = _web_documents(data.get("webDocuments"), reasons)
+    ddns = data.get("ddns")
+    ddns_host: str | None = None
+    if ddns is not None:
+        if isinstance(ddns, Mapping) and isinstance(ddns.get("hostname"), str):
+            ddns_host = _fqdn(str(ddns["hostname"]))
+        else:
+            reasons.append("`ddns` must be an object with a string `hostname`")
     if reasons:
         raise OutputsError(reasons)
-    return StackOutputs(_fqdn(hostname), ips["publicIPv4"], ips["publicIPv6"], tuple(records), documents)
+    return StackOutputs(_fqdn(hostname), ips["publicIPv4"], ips["publicIPv6"], tuple(records), documents, ddns_host)
 
 
 def _web_documents(raw: object, reasons: list[str]) -> tuple[WebDocument, ...]:
