@@ -217,3 +217,26 @@ def test_private_key_needles_never_match_the_public_key(index: int) -> None:
     needles = private_key_needles("k", private)
     assert [n.form for n in needles if n.text in public_text] == []
     assert {"PEM", "PEM body", "private exponent hex"} <= {n.form for n in needles}
+
+
+def test_tsig_key_and_ddns_stay_secret() -> None:
+    """The rfc2136 TSIG secret signs every record resource and ddclient's nsupdate: it travels only
+    inside secret values (the dynamic provider's inputs, the key file's stdin), in every encoding."""
+    tsig = "U250TkwtdHNpZy1zZW50aW5lbC1rZXktMTIzNDU2Nzg="  # base64 of a sentinel, as TSIG secrets are
+    config = with_values(
+        stack_config(PROD_EXAMPLE),
+        dns={
+            "provider": "rfc2136",
+            "ttl": 3600,
+            "rfc2136": {"server": "ns1.example.net", "keyName": "k", "keySecret": tsig},
+        },
+        ddns={"enabled": True},
+        **{"tls/challenge": "http"},  # dns-cloudflare needs the zone at Cloudflare
+        **{path: value for path, (_, value) in SENTINEL_PATHS.items()},
+    )
+    with example_home():
+        result = evaluate(config, (*PROD_SECRET_KEYS, "mailstack:dns"), stack="prod")
+    assert result.error is None, result.error
+    assert reached(result, {"TSIG secret": tsig}) == {"TSIG secret": True}
+    assert result.named("ddns-ddclient") is not None
+    assert audit(result, {**PROD_SECRETS, "TSIG secret": tsig}) == []
