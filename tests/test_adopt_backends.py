@@ -1,0 +1,250 @@
+"""mailstack.adopt for DigitalOcean, Hetzner and Route 53 zones, against a loopback server that answers like each API.
+
+Answer shapes:
+- DigitalOcean: API reference, Domain Records `domains_list_records` (`domain_records`, `links.pages.next`,
+  errors `{"id": "Unauthorized", "message": "Unable to authenticate you"}`).
+- Hetzner: hcloud-go hcloud/schema/zone_rrset.go, hcloud/schema/meta.go and the fixtures of
+  hcloud/zone_rrset_test.go (`rrsets`, `meta.pagination.next_page`); errors hcloud/schema/error.go
+  (`{"error": {"code": "unauthorized", "message": ...}}`).
+- Route 53: API reference 2013-04-01, ListHostedZonesByName and ListResourceRecordSets (XML in the
+  `https://route53.amazonaws.com/doc/2013-04-01/` namespace, `IsTruncated`/`NextRecordName`/
+  `NextRecordType`), errors as `ErrorResponse/Error/Code`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mailstack import adopt
+from tests.conftest import PROD_EXAMPLE
+from tests.harness import ROOT
+
+URN = "urn:pulumi:prod::mailstack::mailstack:index:MailDns::dns"
+SECURE = {"secure": "v1:bm9uY2U=:Y2lwaGVydGV4dA=="}
+
+Answer = tuple[int, str, bytes]
+"""Status, content type, body."""
+
+
+@dataclass
+class FakeApi:
+    """A loopback HTTP server: `answer(path with query, headers)` decides each reply; requests are kept."""
+
+    answer: Callable[[str, dict[str, str]], Answer]
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+
+    def __enter__(self) -> FakeApi:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                api.requests.append((self.path, headers))
+                status, ctype, body = api.answer(self.path, headers)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def make_project(tmp_path: Path, provider: str, credentials: dict[str, Any]) -> Path:
+    """The production example on one DNS backend, its secrets closed (adopt needs none of them here)."""
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    doc = yaml.safe_load(PROD_EXAMPLE.read_text())
+    config = doc["config"]
+    config.update(credentials)
+    config["mailstack:relay"]["password"] = SECURE
+    for account in config["mailstack:accounts"].values():
+        account["password"] = SECURE
+    config["mailstack:dns"]["provider"] = provider
+    config["mailstack:tls"]["challenge"] = "http"
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(doc))
+    return tmp_path
+
+
+def run(project: Path, env: dict[str, str], endpoints: dict[str, str], *extra: str) -> int:
+    return adopt.main(["--stack", "prod", "--project-dir", str(project), *extra], environ=env, endpoints=endpoints)
+
+
+def json_answer(status: int, doc: object) -> Answer:
+    return status, "application/json", json.dumps(doc).encode()
+
+
+# -- DigitalOcean --------------------------------------------------------------------------------
+
+
+def do_record(record_id: int, rtype: str, name: str, data: str, **extra: Any) -> dict[str, Any]:
+    fields = {"priority": None, "port": None, "ttl": 1800, "weight": None, "flags": None, "tag": None}
+    return {"id": record_id, "type": rtype, "name": name, "data": data, **fields, **extra}
+
+
+def digitalocean_pages(base: str) -> dict[str, object]:
+    first = "/v2/domains/example.com/records?per_page=100"
+    second = "/v2/domains/example.com/records?page=2&per_page=100"
+    return {
+        "/v2/domains/another.com/records?per_page=100": {
+            "domain_records": [
+                do_record(201, "NS", "@", "ns1.digitalocean.com"),
+                do_record(202, "SRV", "_imaps._tcp", "mail.example.com", priority=0, port=993, weight=1),
+                do_record(203, "TXT", "mail._domainkey", "v=DKIM1; k=rsa; p=MIIBAQAB"),
+            ],
+            "links": {},
+            "meta": {"total": 3},
+        },
+        first: {
+            "domain_records": [
+                do_record(101, "NS", "@", "ns1.digitalocean.com"),
+                # The old setup's MX to the same host at another preference: import, `pulumi up` fixes it.
+                do_record(102, "MX", "@", "mail.example.com", priority=5),
+                # The old provider's MX: stale.
+                do_record(103, "MX", "@", "aspmx.l.google.com", priority=1),
+                # An SPF record: import, `pulumi up` replaces its text.
+                do_record(104, "TXT", "@", "v=spf1 include:_spf.google.com ~all"),
+                # Unrelated: left alone.
+                do_record(105, "TXT", "@", "google-site-verification=abc"),
+            ],
+            "links": {"pages": {"last": base + second, "next": base + second}},
+            "meta": {"total": 7},
+        },
+        second: {
+            "domain_records": [
+                # A CNAME where the mail host's A record goes: DigitalOcean refuses the A beside it.
+                do_record(106, "CNAME", "mail", "ghs.googlehosted.com"),
+                do_record(107, "TXT", "_dmarc", "v=DMARC1; p=none"),
+            ],
+            "links": {"pages": {"first": base + first, "prev": base + first}},
+            "meta": {"total": 7},
+        },
+    }
+
+
+@pytest.fixture
+def digitalocean(tmp_path: Path) -> Iterator[tuple[Path, FakeApi]]:
+    project = make_project(tmp_path, "digitalocean", {"digitalocean:token": SECURE})
+    pages: dict[str, object] = {}
+
+    def answer(path: str, headers: dict[str, str]) -> Answer:
+        if headers.get("authorization") != "Bearer do-token":
+            return json_answer(401, {"id": "Unauthorized", "message": "Unable to authenticate you"})
+        if path not in pages:
+            return json_answer(404, {"id": "not_found", "message": "The resource you requested could not be found."})
+        return json_answer(200, pages[path])
+
+    with FakeApi(answer) as api:
+        pages.update(digitalocean_pages(api.base))
+        yield project, api
+
+
+DO_EXPECTED = f"""\
+# 5 live record(s) at DigitalOcean have the identity of a record stack prod creates;
+# import them so the stack owns them (the next `pulumi up` then updates them in place):
+#   SRV _imaps._tcp.another.com 0 1 993 mail.example.com  (id 202)  ->  SRV _imaps._tcp.another.com: mail clients find IMAP over implicit TLS on mail.example.com:993 (RFC 6186)
+#   TXT mail._domainkey.another.com v=DKIM1; k=rsa; p=MIIBAQAB  (id 203)  ->  TXT mail._domainkey.another.com: DKIM public key for selector mail: verifiers check another.com's signatures (RFC 6376)
+#   TXT _dmarc.example.com v=DMARC1; p=none  (id 107)  ->  TXT _dmarc.example.com: DMARC: what receivers do with mail from example.com failing SPF/DKIM alignment, and where reports go (RFC 9989)
+#   MX example.com 5 mail.example.com  (id 102)  ->  MX example.com: inbound mail for example.com goes to mail.example.com (RFC 5321 §5.1)
+#   TXT example.com v=spf1 include:_spf.google.com ~all  (id 104)  ->  TXT example.com: SPF: the hosts allowed to send mail from example.com (RFC 7208)
+# (--parent needs the MailDns component in the state: it is there once `pulumi up` has
+#  run, even a failed one; before the first `pulumi up`, use --import-file instead)
+pulumi import --stack prod digitalocean:index/dnsRecord:DnsRecord dns-srv-_imaps._tcp.another.com another.com,202 --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod digitalocean:index/dnsRecord:DnsRecord dns-txt-mail._domainkey.another.com-dkim1 another.com,203 --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod digitalocean:index/dnsRecord:DnsRecord dns-txt-_dmarc.example.com-dmarc1 example.com,107 --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod digitalocean:index/dnsRecord:DnsRecord dns-mx-example.com-mail.example.com example.com,102 --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod digitalocean:index/dnsRecord:DnsRecord dns-txt-example.com-spf1 example.com,104 --parent dns={URN} --protect=false --generate-code=false
+# These live records must be removed before the stack can create its own:
+#   CNAME mail.example.com ghs.googlehosted.com: a CNAME cannot coexist with the mail records at this name (RFC 1034 §3.6.2)
+curl -fsS -X DELETE -H "Authorization: Bearer $DIGITALOCEAN_TOKEN" https://api.digitalocean.com/v2/domains/example.com/records/106
+# Live MX records the stack does not publish (an old mail provider?); mail delivered there
+# never reaches this server. Remove them unless they are a backup MX you forgot to configure:
+#   MX example.com 1 aspmx.l.google.com
+# curl -fsS -X DELETE -H "Authorization: Bearer $DIGITALOCEAN_TOKEN" https://api.digitalocean.com/v2/domains/example.com/records/103
+# Then: pulumi up --stack prod
+"""
+
+
+def test_digitalocean_conflicts_over_two_pages(
+    digitalocean: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, api = digitalocean
+    assert run(project, {"DIGITALOCEAN_TOKEN": "do-token"}, {"digitalocean": api.base + "/v2"}) == 1
+    assert capsys.readouterr().out == DO_EXPECTED
+    # Each zone, every page (the second from `links.pages.next`), with the bearer token.
+    assert [(path, headers["authorization"]) for path, headers in api.requests] == [
+        ("/v2/domains/another.com/records?per_page=100", "Bearer do-token"),
+        ("/v2/domains/example.com/records?per_page=100", "Bearer do-token"),
+        ("/v2/domains/example.com/records?page=2&per_page=100", "Bearer do-token"),
+    ]
+
+
+def test_digitalocean_import_file(
+    digitalocean: tuple[Path, FakeApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, api = digitalocean
+    out_file = tmp_path / "import.json"
+    env = {"DIGITALOCEAN_ACCESS_TOKEN": "do-token"}  # pulumi-digitalocean's other variable
+    assert run(project, env, {"digitalocean": api.base + "/v2"}, "--import-file", str(out_file)) == 1
+    resources = json.loads(out_file.read_text())["resources"]
+    assert resources[0] == {"type": "mailstack:index:MailDns", "name": "dns", "component": True}
+    assert [(r["name"], r["id"]) for r in resources[1:]] == [
+        ("dns-srv-_imaps._tcp.another.com", "another.com,202"),
+        ("dns-txt-mail._domainkey.another.com-dkim1", "another.com,203"),
+        ("dns-txt-_dmarc.example.com-dmarc1", "example.com,107"),
+        ("dns-mx-example.com-mail.example.com", "example.com,102"),
+        ("dns-txt-example.com-spf1", "example.com,104"),
+    ]
+    assert {r["type"] for r in resources[1:]} == {"digitalocean:index/dnsRecord:DnsRecord"}
+    assert (
+        f"pulumi import --stack prod --file {out_file} --protect=false --generate-code=false" in capsys.readouterr().out
+    )
+
+
+def test_digitalocean_wrong_token_exits_2(
+    digitalocean: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, api = digitalocean
+    assert run(project, {"DIGITALOCEAN_TOKEN": "wrong"}, {"digitalocean": api.base + "/v2"}) == 2
+    assert capsys.readouterr().err == (
+        f"mailstack adopt: error: DigitalOcean API 401 for {api.base}/v2/domains/another.com/records?per_page=100: "
+        "Unable to authenticate you (the token needs the domain:read scope)\n"
+    )
+
+
+def test_digitalocean_token_missing_or_closed(
+    digitalocean: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No variable: the stack's `digitalocean:token` is used, which needs the passphrase to open."""
+    project, api = digitalocean
+    assert run(project, {}, {"digitalocean": api.base + "/v2"}) == 2
+    assert capsys.readouterr().err == (
+        "mailstack adopt: error: digitalocean:token is a secret: set PULUMI_CONFIG_PASSPHRASE (or "
+        "PULUMI_CONFIG_PASSPHRASE_FILE) so adopt can open it, or put the credential in the environment\n"
+    )
+    assert api.requests == []
