@@ -292,7 +292,9 @@ def _value(record: RecordSpec) -> str:
 def parse_value(zone: str, name: str, rtype: str, value: str, ttl: int, *, origin: dns.name.Name) -> RecordSpec:
     """A presentation-form value (`10 mail.example.com.`, `"v=spf1 -all"`) in the logical form of RecordSpec."""
     try:
-        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), value, origin=origin)
+        rdata = dns.rdata.from_text(
+            dns.rdataclass.IN, dns.rdatatype.from_text(rtype), value, origin=origin, relativize=False
+        )
     except (dns.exception.DNSException, ValueError):
         return RecordSpec(zone, name, rtype, value, None, ttl, "")  # kept as stored
     return logical(zone, name, rdata, ttl)

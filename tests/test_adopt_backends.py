@@ -248,3 +248,113 @@ def test_digitalocean_token_missing_or_closed(
         "PULUMI_CONFIG_PASSPHRASE_FILE) so adopt can open it, or put the credential in the environment\n"
     )
     assert api.requests == []
+
+
+# -- Hetzner -------------------------------------------------------------------------------------
+
+
+def rrset(name: str, rtype: str, *values: str, ttl: int = 3600) -> dict[str, Any]:
+    return {
+        "id": f"{name}/{rtype}",
+        "name": name,
+        "type": rtype,
+        "ttl": ttl,
+        "labels": {},
+        "protection": {"change": False},
+        "records": [{"value": v, "comment": ""} for v in values],
+        "zone": 42,
+    }
+
+
+HETZNER_PAGES: dict[str, object] = {
+    "/v1/zones/12345/rrsets?page=1&per_page=100": {
+        "rrsets": [rrset("mail._domainkey", "TXT", '"v=DKIM1; k=rsa; p=MIIB" "AQAB"')],
+        "meta": {"pagination": {"page": 1, "per_page": 100, "previous_page": None, "next_page": None, "last_page": 1}},
+    },
+    "/v1/zones/example.com/rrsets?page=1&per_page=100": {
+        "rrsets": [
+            rrset("@", "SOA", "hydrogen.ns.hetzner.com. dns.hetzner.com. 2024010100 86400 10800 3600000 3600"),
+            rrset("@", "NS", "hydrogen.ns.hetzner.com.", "oxygen.ns.hetzner.com."),
+            # The old setup: the same host at another preference, and the old provider's MX.
+            rrset("@", "MX", "5 mail.example.com.", "1 aspmx.l.google.com."),
+            # The apex TXT RRset holds the old SPF and a verification token the stack does not publish.
+            rrset("@", "TXT", '"v=spf1 include:_spf.google.com ~all"', '"google-site-verification=abc"'),
+        ],
+        "meta": {"pagination": {"page": 1, "per_page": 100, "previous_page": None, "next_page": 2, "last_page": 2}},
+    },
+    "/v1/zones/example.com/rrsets?page=2&per_page=100": {
+        "rrsets": [rrset("mail", "CNAME", "ghs.googlehosted.com."), rrset("www", "A", "198.51.100.1")],
+        "meta": {"pagination": {"page": 2, "per_page": 100, "previous_page": 1, "next_page": None, "last_page": 2}},
+    },
+}
+
+
+@pytest.fixture
+def hetzner(tmp_path: Path) -> Iterator[tuple[Path, FakeApi]]:
+    project = make_project(tmp_path, "hetzner", {"hcloud:token": SECURE})
+    stack_file = project / "Pulumi.prod.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    doc["config"]["mailstack:domains"]["another.com"]["zoneId"] = "12345"  # the program passes it as `zone`
+    stack_file.write_text(yaml.safe_dump(doc))
+
+    def answer(path: str, headers: dict[str, str]) -> Answer:
+        if headers.get("authorization") != "Bearer hcloud-token":
+            return json_answer(
+                401, {"error": {"code": "unauthorized", "message": "unable to authenticate", "details": None}}
+            )
+        if path not in HETZNER_PAGES:
+            return json_answer(404, {"error": {"code": "not_found", "message": "zone not found", "details": None}})
+        return json_answer(200, HETZNER_PAGES[path])
+
+    with FakeApi(answer) as api:
+        yield project, api
+
+
+HETZNER_EXPECTED = f"""\
+# 3 live record set(s) at Hetzner have the name and type of one stack prod
+# creates; import them so the stack owns them (the next `pulumi up` then sets their values):
+#   TXT mail._domainkey.another.com v=DKIM1; k=rsa; p=MIIBAQAB  ->  TXT mail._domainkey.another.com: DKIM public key for selector mail: verifiers check another.com's signatures (RFC 6376)
+#   MX example.com 5 mail.example.com, 1 aspmx.l.google.com  ->  MX example.com: inbound mail for example.com goes to mail.example.com (RFC 5321 §5.1)
+#     `pulumi up` then removes MX 1 aspmx.l.google.com: an MX the stack does not publish (an old mail provider?)
+#   TXT example.com v=spf1 include:_spf.google.com ~all, google-site-verification=abc  ->  TXT example.com: SPF: the hosts allowed to send mail from example.com (RFC 7208)
+#     `pulumi up` then removes TXT google-site-verification=abc: keep it by adding it to the domain's `records` in the stack config
+# (--parent needs the MailDns component in the state: it is there once `pulumi up` has
+#  run, even a failed one; before the first `pulumi up`, use --import-file instead)
+pulumi import --stack prod hcloud:index/zoneRrset:ZoneRrset dns-txt-mail._domainkey.another.com 12345/mail._domainkey/TXT --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod hcloud:index/zoneRrset:ZoneRrset dns-mx-example.com example.com/@/MX --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod hcloud:index/zoneRrset:ZoneRrset dns-txt-example.com example.com/@/TXT --parent dns={URN} --protect=false --generate-code=false
+# These live record sets must be removed before the stack can create its own:
+#   CNAME mail.example.com ghs.googlehosted.com: a CNAME cannot coexist with the mail records at this name (RFC 1034 §3.6.2)
+curl -fsS -X DELETE -H "Authorization: Bearer $HCLOUD_TOKEN" https://api.hetzner.cloud/v1/zones/example.com/rrsets/mail/CNAME
+# Then: pulumi up --stack prod
+"""
+
+
+def test_hetzner_conflicts_over_two_pages(hetzner: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]) -> None:
+    project, api = hetzner
+    assert run(project, {"HCLOUD_TOKEN": "hcloud-token"}, {"hetzner": api.base + "/v1"}) == 1
+    assert capsys.readouterr().out == HETZNER_EXPECTED
+    assert [path for path, _ in api.requests] == list(HETZNER_PAGES)
+
+
+def test_hetzner_wrong_token_exits_2(hetzner: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]) -> None:
+    project, api = hetzner
+    assert run(project, {"HCLOUD_TOKEN": "wrong"}, {"hetzner": api.base + "/v1"}) == 2
+    assert capsys.readouterr().err == (
+        f"mailstack adopt: error: Hetzner API 401 for {api.base}/v1/zones/12345/rrsets?page=1&per_page=100: "
+        "unauthorized: unable to authenticate (a project API token of the project holding the zone)\n"
+    )
+
+
+def test_hetzner_nothing_in_the_way(hetzner: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]) -> None:
+    project, api = hetzner
+    saved = dict(HETZNER_PAGES)
+    try:
+        for path in HETZNER_PAGES:
+            HETZNER_PAGES[path] = {"rrsets": [rrset("www", "A", "198.51.100.1")], "meta": {"pagination": {"page": 1}}}
+        assert run(project, {"HCLOUD_TOKEN": "hcloud-token"}, {"hetzner": api.base + "/v1"}) == 0
+    finally:
+        HETZNER_PAGES.update(saved)
+    assert capsys.readouterr().out == (
+        "# stack prod: no live record set at Hetzner conflicts with the stack's records; run `pulumi up`.\n"
+    )
