@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mailstack import adopt
+from mailstack import adopt, sigv4
 from tests.conftest import PROD_EXAMPLE
 from tests.harness import ROOT
 
@@ -357,4 +357,204 @@ def test_hetzner_nothing_in_the_way(hetzner: tuple[Path, FakeApi], capsys: pytes
         HETZNER_PAGES.update(saved)
     assert capsys.readouterr().out == (
         "# stack prod: no live record set at Hetzner conflicts with the stack's records; run `pulumi up`.\n"
+    )
+
+
+# -- Route 53 ------------------------------------------------------------------------------------
+
+R53 = "https://route53.amazonaws.com/doc/2013-04-01/"
+AWS_KEY_ID, AWS_SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def r53_set(name: str, rtype: str, *values: str, ttl: int = 300, extra: str = "") -> str:
+    records = "".join(f"<ResourceRecord><Value>{v}</Value></ResourceRecord>" for v in values)
+    body = f"<TTL>{ttl}</TTL><ResourceRecords>{records}</ResourceRecords>" if values else ""
+    return f"<ResourceRecordSet><Name>{name}</Name><Type>{rtype}</Type>{extra}{body}</ResourceRecordSet>"
+
+
+def r53_list(sets: list[str], next_name: str | None = None, next_type: str | None = None) -> str:
+    more = (
+        f"<IsTruncated>true</IsTruncated><NextRecordName>{next_name}</NextRecordName>"
+        f"<NextRecordType>{next_type}</NextRecordType>"
+        if next_name
+        else "<IsTruncated>false</IsTruncated>"
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ListResourceRecordSetsResponse xmlns="{R53}">'
+        f"<ResourceRecordSets>{''.join(sets)}</ResourceRecordSets>{more}<MaxItems>100</MaxItems>"
+        "</ListResourceRecordSetsResponse>"
+    )
+
+
+SOA = "ns-2048.awsdns-64.net. hostmaster.example.com. 1 7200 900 1209600 86400"
+ROUTE53_PAGES = {
+    "/2013-04-01/hostedzonesbyname?dnsname=another.com&maxitems=10": (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ListHostedZonesByNameResponse xmlns="{R53}"><HostedZones>'
+        # A private zone of the same name comes first: not the one the program's lookup takes.
+        "<HostedZone><Id>/hostedzone/Z9PRIVATE</Id><Name>another.com.</Name><CallerReference>a</CallerReference>"
+        "<Config><PrivateZone>true</PrivateZone></Config><ResourceRecordSetCount>2</ResourceRecordSetCount></HostedZone>"
+        "<HostedZone><Id>/hostedzone/Z2ANOTHER</Id><Name>another.com.</Name><CallerReference>b</CallerReference>"
+        "<Config><PrivateZone>false</PrivateZone></Config><ResourceRecordSetCount>3</ResourceRecordSetCount></HostedZone>"
+        "</HostedZones><DNSName>another.com</DNSName><IsTruncated>false</IsTruncated><MaxItems>10</MaxItems>"
+        "</ListHostedZonesByNameResponse>"
+    ),
+    "/2013-04-01/hostedzone/Z2ANOTHER/rrset?maxitems=100": r53_list(
+        [
+            r53_set("another.com.", "SOA", SOA, ttl=900),
+            r53_set("another.com.", "NS", "ns-2048.awsdns-64.net.", ttl=172800),
+            # Exactly what the stack publishes there, created by hand: still in the way of CREATE.
+            r53_set("another.com.", "MX", "10 mail.example.com.", "20 mx.backup-provider.net.", ttl=3600),
+        ]
+    ),
+    "/2013-04-01/hostedzone/Z1EXAMPLE/rrset?maxitems=100": r53_list(
+        [
+            r53_set("example.com.", "SOA", SOA, ttl=900),
+            r53_set("example.com.", "NS", "ns-2048.awsdns-64.net.", ttl=172800),
+            r53_set("example.com.", "MX", "5 mail.example.com", "1 aspmx.l.google.com"),
+            r53_set("example.com.", "TXT", '"v=spf1 include:_spf.google.com ~all"', '"google-site-verification=abc"'),
+        ],
+        next_name="_dmarc.example.com.",
+        next_type="TXT",
+    ),
+    "/2013-04-01/hostedzone/Z1EXAMPLE/rrset?maxitems=100&name=_dmarc.example.com.&type=TXT": r53_list(
+        [
+            r53_set("_dmarc.example.com.", "TXT", '"v=DMARC1; p=none"'),
+            # An alias where the mail host's A record goes: the stack's plain A cannot replace it by import.
+            r53_set(
+                "mail.example.com.",
+                "A",
+                extra="<AliasTarget><HostedZoneId>Z35SXDOTRQ7X7K</HostedZoneId>"
+                "<DNSName>dualstack.old-lb-1234.us-east-1.elb.amazonaws.com.</DNSName>"
+                "<EvaluateTargetHealth>false</EvaluateTargetHealth></AliasTarget>",
+            ),
+        ]
+    ),
+}
+
+
+def r53_error(status: int, code: str, message: str) -> Answer:
+    body = (
+        f'<?xml version="1.0"?>\n<ErrorResponse xmlns="{R53}"><Error><Type>Sender</Type><Code>{code}</Code>'
+        f"<Message>{message}</Message></Error><RequestId>1b2c3d4e</RequestId></ErrorResponse>"
+    )
+    return status, "text/xml", body.encode()
+
+
+@pytest.fixture
+def route53(tmp_path: Path) -> Iterator[tuple[Path, FakeApi]]:
+    project = make_project(tmp_path, "route53", {"aws:region": "eu-central-1", "aws:profile": "mail"})
+    stack_file = project / "Pulumi.prod.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    doc["config"]["mailstack:domains"]["example.com"]["zoneId"] = "Z1EXAMPLE"
+    stack_file.write_text(yaml.safe_dump(doc))
+
+    def answer(path: str, headers: dict[str, str]) -> Answer:
+        # The server checks the signature the way Route 53 does: recomputed from the request with the
+        # secret of the key id it names (sigv4 itself is pinned to AWS's test vectors in test_sigv4.py).
+        authorization = headers.get("authorization", "")
+        if f"Credential={AWS_KEY_ID}/" not in authorization:
+            return r53_error(403, "InvalidClientTokenId", "The security token included in the request is invalid.")
+        url = f"http://{headers['host']}{path}"
+        expected = sigv4.sign(
+            "GET",
+            url,
+            sigv4.Credentials(AWS_KEY_ID, AWS_SECRET),
+            region="us-east-1",
+            service="route53",
+            amz_date=headers["x-amz-date"],
+        )
+        if expected["Authorization"] != authorization:
+            return r53_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
+        if path not in ROUTE53_PAGES:
+            return r53_error(404, "NoSuchHostedZone", "No hosted zone found")
+        return 200, "text/xml", ROUTE53_PAGES[path].encode()
+
+    with FakeApi(answer) as api:
+        yield project, api
+
+
+ALIAS_DELETE = json.dumps(
+    {
+        "Changes": [
+            {
+                "Action": "DELETE",
+                "ResourceRecordSet": {
+                    "Name": "mail.example.com.",
+                    "Type": "A",
+                    "AliasTarget": {
+                        "HostedZoneId": "Z35SXDOTRQ7X7K",
+                        "DNSName": "dualstack.old-lb-1234.us-east-1.elb.amazonaws.com.",
+                        "EvaluateTargetHealth": False,
+                    },
+                },
+            }
+        ]
+    },
+    separators=(",", ":"),
+)
+ROUTE53_EXPECTED = f"""\
+# 4 live record set(s) at Route 53 have the name and type of one stack prod
+# creates; import them so the stack owns them (the next `pulumi up` then sets their values):
+#   MX another.com 10 mail.example.com, 20 mx.backup-provider.net  ->  MX another.com: inbound mail for another.com goes to mail.example.com (RFC 5321 §5.1)
+#   TXT _dmarc.example.com v=DMARC1; p=none  ->  TXT _dmarc.example.com: DMARC: what receivers do with mail from example.com failing SPF/DKIM alignment, and where reports go (RFC 9989)
+#   MX example.com 5 mail.example.com, 1 aspmx.l.google.com  ->  MX example.com: inbound mail for example.com goes to mail.example.com (RFC 5321 §5.1)
+#     `pulumi up` then removes MX 1 aspmx.l.google.com: an MX the stack does not publish (an old mail provider?)
+#   TXT example.com v=spf1 include:_spf.google.com ~all, google-site-verification=abc  ->  TXT example.com: SPF: the hosts allowed to send mail from example.com (RFC 7208)
+#     `pulumi up` then removes TXT google-site-verification=abc: keep it by adding it to the domain's `records` in the stack config
+# (--parent needs the MailDns component in the state: it is there once `pulumi up` has
+#  run, even a failed one; before the first `pulumi up`, use --import-file instead)
+pulumi import --stack prod aws:route53/record:Record dns-mx-another.com Z2ANOTHER_another.com_MX --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod aws:route53/record:Record dns-txt-_dmarc.example.com Z1EXAMPLE__dmarc.example.com_TXT --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod aws:route53/record:Record dns-mx-example.com Z1EXAMPLE_example.com_MX --parent dns={URN} --protect=false --generate-code=false
+pulumi import --stack prod aws:route53/record:Record dns-txt-example.com Z1EXAMPLE_example.com_TXT --parent dns={URN} --protect=false --generate-code=false
+# These live record sets must be removed before the stack can create its own:
+#   A mail.example.com alias dualstack.old-lb-1234.us-east-1.elb.amazonaws.com: an alias to dualstack.old-lb-1234.us-east-1.elb.amazonaws.com: the stack publishes a plain record set here
+aws route53 change-resource-record-sets --hosted-zone-id Z1EXAMPLE --change-batch '{ALIAS_DELETE}'
+# Then: pulumi up --stack prod
+"""
+
+
+def credentials_file(tmp_path: Path, key_id: str) -> dict[str, str]:
+    path = tmp_path / "credentials"
+    path.write_text(
+        f"[default]\naws_access_key_id = other\naws_secret_access_key = other\n\n[mail]\n"
+        f"aws_access_key_id = {key_id}\naws_secret_access_key = {AWS_SECRET}\n"
+    )
+    return {"AWS_SHARED_CREDENTIALS_FILE": str(path)}
+
+
+def test_route53_conflicts_over_two_pages(
+    route53: tuple[Path, FakeApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Keys from the stack's `aws:profile` in the shared credentials file; zone ids from config or the lookup."""
+    project, api = route53
+    assert run(project, credentials_file(tmp_path, AWS_KEY_ID), {"route53": api.base + "/2013-04-01"}) == 1
+    assert capsys.readouterr().out == ROUTE53_EXPECTED
+    assert [path for path, _ in api.requests] == list(ROUTE53_PAGES)
+
+
+def test_route53_environment_keys(route53: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]) -> None:
+    project, api = route53
+    env = {"AWS_ACCESS_KEY_ID": AWS_KEY_ID, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
+    assert run(project, env, {"route53": api.base + "/2013-04-01"}) == 1
+    assert capsys.readouterr().out == ROUTE53_EXPECTED
+
+
+def test_route53_wrong_key_exits_2(
+    route53: tuple[Path, FakeApi], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, api = route53
+    assert run(project, credentials_file(tmp_path, "AKIAWRONG"), {"route53": api.base + "/2013-04-01"}) == 2
+    assert capsys.readouterr().err == (
+        f"mailstack adopt: error: Route 53 API 403 for {api.base}/2013-04-01/hostedzonesbyname?dnsname=another.com"
+        "&maxitems=10: InvalidClientTokenId: The security token included in the request is invalid.\n"
+    )
+
+
+def test_route53_wrong_secret_exits_2(route53: tuple[Path, FakeApi], capsys: pytest.CaptureFixture[str]) -> None:
+    project, api = route53
+    env = {"AWS_ACCESS_KEY_ID": AWS_KEY_ID, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    assert run(project, env, {"route53": api.base + "/2013-04-01"}) == 2
+    assert capsys.readouterr().err.endswith(
+        "SignatureDoesNotMatch: The request signature we calculated does not match.\n"
     )
