@@ -11,7 +11,8 @@ it and the next `pulumi up` updates it in place:
 
 Desired records come from the stack's config files (no Pulumi CLI, no passphrase needed); live
 records come from `GET /zones/<id>/dns_records` with the token in CLOUDFLARE_API_TOKEN, or from a
-JSON file of that answer. See docs/dns.md.
+JSON file of that answer. rfc2136 zones are read by AXFR (below); DigitalOcean, Hetzner and Route 53
+zones through their REST APIs (mailstack/adopt_backends.py). See docs/dns.md.
 
 Exit code (mailstack.cli): 0 nothing stands in the way of `pulumi up` (live MX records the stack
 does not publish are listed, they do not block it); 1 records still block it (the output lists the
