@@ -15,8 +15,8 @@ from components.mail_server import MailServer, MailServerArgs
 from components.mail_web import MailWeb, MailWebArgs
 from components.migration import Migration, MigrationArgs
 from components.stack_config import read_settings
-from config.migration import migrations
-from config.worker import documents_output
+from mailstack.config.migration import migrations
+from mailstack.config.worker import documents_output
 
 tune_gc()  # a third of a large stack's evaluation went to the garbage collector
 

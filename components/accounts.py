@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
-from config import dms_files
-from config.passwords import GENERATED_PASSWORD_LENGTH, SEED_BYTES, hash_passwords
-from config.settings import AccountSettings
+from mailstack.config import dms_files
+from mailstack.config.passwords import GENERATED_PASSWORD_LENGTH, SEED_BYTES, hash_passwords
+from mailstack.config.settings import AccountSettings
 
 PREVIOUS_PARENT_TYPE = "mailstack:index:MailServer"
 PREVIOUS_PARENT_NAME = "mail"

@@ -8,8 +8,8 @@ import pulumi
 
 from components import docker_spec
 from components.host_target import HostTarget
-from config import backup, containers
-from config.settings import MailSettings
+from mailstack.config import backup, containers
+from mailstack.config.settings import MailSettings
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from config import dane
-from config.settings import MailSettings
+from mailstack.config import dane
+from mailstack.config.settings import MailSettings
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.host_target import HostTarget
-from config import ddns
-from config.settings import MailSettings
+from mailstack.config import ddns
+from mailstack.config.settings import MailSettings
 
 
 @dataclass(frozen=True)

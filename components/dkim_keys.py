@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from config.names import legacy_selector_domain_id, selector_domain_id
-from config.settings import DomainSettings
+from mailstack.config.names import legacy_selector_domain_id, selector_domain_id
+from mailstack.config.settings import DomainSettings
 
 DkimId = tuple[str, str]
 """(domain, selector)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from config.settings import MailSettings
+from mailstack.config.settings import MailSettings
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from config.containers import (
+from mailstack.config.containers import (
     DOCKER_STOP_TIMEOUT,
     MEMORY_SWAP_UNLIMITED,
     ContainerSpec,

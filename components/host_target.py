@@ -16,7 +16,7 @@ import pulumi_command as command
 import pulumi_docker as docker
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from config.settings import TargetSettings
+from mailstack.config.settings import TargetSettings
 
 BOOTSTRAP_SCRIPT = Path(__file__).parent / "scripts" / "bootstrap.sh"
 R = TypeVar("R", bound=pulumi.Resource)

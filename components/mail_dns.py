@@ -13,8 +13,8 @@ import pulumi
 if TYPE_CHECKING:
     import pulumi_cloudflare as cloudflare
 
-from config import dane, dns_formats
-from config.records import (
+from mailstack.config import dane, dns_formats
+from mailstack.config.records import (
     RecordSpec,
     dkim_record,
     dkim_selectors,
@@ -24,8 +24,8 @@ from config.records import (
     tlsa_record,
     to_rdata,
 )
-from config.settings import DomainSettings, MailSettings
-from config.zonefile import render_zone_files
+from mailstack.config.settings import DomainSettings, MailSettings
+from mailstack.config.zonefile import render_zone_files
 
 TLSA_USAGE, TLSA_SELECTOR, TLSA_MATCHING = 3, 1, 1
 """DANE-EE, SubjectPublicKeyInfo, SHA-256 (config/dane.py `tlsa_text`)."""

@@ -12,10 +12,10 @@ from components.accounts import Accounts
 from components.dkim_keys import DkimKeys, legacy_aliases
 from components.host_target import HostTarget
 from components.tls import Tls, TlsArgs
-from config import containers, dms_files
-from config.dms_files import DkimSigner
-from config.names import selector_domain_id
-from config.settings import MailSettings
+from mailstack.config import containers, dms_files
+from mailstack.config.dms_files import DkimSigner
+from mailstack.config.names import selector_domain_id
+from mailstack.config.settings import MailSettings
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-from config.settings import MailSettings
-from config.worker import COMPATIBILITY_DATE, MAIN_MODULE, script_name, web_hosts, worker_script
+from mailstack.config.settings import MailSettings
+from mailstack.config.worker import COMPATIBILITY_DATE, MAIN_MODULE, script_name, web_hosts, worker_script
 
 
 @dataclass(frozen=True)

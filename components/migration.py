@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 
 from components.host_target import HostTarget
-from config import containers, migration
-from config.settings import MailSettings
+from mailstack.config import containers, migration
+from mailstack.config.settings import MailSettings
 
 
 @dataclass(frozen=True)

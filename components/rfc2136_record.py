@@ -16,7 +16,7 @@ import pulumi
 import pulumi.dynamic
 from pulumi.runtime import rpc
 
-from config import rfc2136
+from mailstack.config import rfc2136
 
 
 class Rfc2136Provider(pulumi.dynamic.ResourceProvider):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from config import MailSettings, load_settings
+from mailstack.config import MailSettings, load_settings
 
 
 def read_settings() -> MailSettings:
@@ -15,7 +15,7 @@ def read_settings() -> MailSettings:
         pulumi.RunError: with every configuration problem listed, before any resource is registered.
             RunError makes Pulumi print the message alone, without a Python traceback.
     """
-    from config import ConfigError, checks
+    from mailstack.config import ConfigError, checks
 
     # pulumi.Config cannot enumerate keys; the runtime's config map holds every key the CLI passed,
     # which is what lets the loader report a misspelt key instead of ignoring it.

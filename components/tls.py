@@ -9,8 +9,8 @@ import pulumi_tls as tls
 
 from components import docker_spec
 from components.host_target import HostTarget
-from config import containers, dane
-from config.settings import MailSettings
+from mailstack.config import containers, dane
+from mailstack.config.settings import MailSettings
 
 
 @dataclass(frozen=True)

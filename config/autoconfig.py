@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Literal
 
-from config.settings import DomainSettings, MailSettings
+from mailstack.config.settings import DomainSettings, MailSettings
 
 THUNDERBIRD_PATH = "/mail/config-v1.1.xml"
 """Thunderbird/K-9 look up `https://autoconfig.<domain>/mail/config-v1.1.xml` (Mozilla wiki, Autoconfiguration)."""

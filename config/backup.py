@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from config.backup_model import Backend, Backup, BackupSettings
-from config.containers import ContainerSpec, Healthcheck, Mount, config_dir, data_path, volume_name
-from config.errors import Problem, key_path, problem, set_command
-from config.settings import MailSettings
+from mailstack.config.backup_model import Backend, Backup, BackupSettings
+from mailstack.config.containers import ContainerSpec, Healthcheck, Mount, config_dir, data_path, volume_name
+from mailstack.config.errors import Problem, key_path, problem, set_command
+from mailstack.config.settings import MailSettings
 
 SCRIPT = Path(__file__).parent / "scripts" / "mailstack-backup.sh"
 

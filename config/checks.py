@@ -16,9 +16,17 @@ from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from config.errors import Problem, key_path, problem, set_command
-from config.model import Domain, RawSettings
-from config.names import InvalidNameError, is_ip, label_count, normalise_address, split_address, to_ascii, to_dns_name
+from mailstack.config.errors import Problem, key_path, problem, set_command
+from mailstack.config.model import Domain, RawSettings
+from mailstack.config.names import (
+    InvalidNameError,
+    is_ip,
+    label_count,
+    normalise_address,
+    split_address,
+    to_ascii,
+    to_dns_name,
+)
 
 # Keys mailstack sets itself (config/dms_env.py builds them); a user value would silently fight ours.
 MANAGED_ENV_KEYS: frozenset[str] = frozenset(
@@ -856,7 +864,7 @@ def _safe_address(address: str) -> str | None:
 
 def backup_and_migration(ctx: Context) -> Iterator[Problem]:
     """`mailstack:backup` and `accounts.<a>.migrateFrom` (rules in config/backup.py, config/migration.py)."""
-    from config import backup, migration
+    from mailstack.config import backup, migration
 
     if ctx.ok("backup"):
         data_dir = ctx.settings.target.data_dir if ctx.ok("target") else None
@@ -867,7 +875,7 @@ def backup_and_migration(ctx: Context) -> Iterator[Problem]:
 
 def ddns(ctx: Context) -> Iterator[Problem]:
     """`mailstack:ddns` (rules in config/ddns.py)."""
-    from config import ddns as ddns_rules
+    from mailstack.config import ddns as ddns_rules
 
     if ctx.ok("ddns", "hostname", "domains", "dns", "target"):
         yield from ddns_rules.checks(ctx.settings, secret="mailstack:ddns" in ctx.secret_keys)

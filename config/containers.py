@@ -11,8 +11,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from config import dane
-from config.dms_env import (
+from mailstack.config import dane
+from mailstack.config.dms_env import (
     LETSENCRYPT_CONTAINER_DIR,
     SELF_SIGNED_CERT,
     SELF_SIGNED_KEY,
@@ -20,15 +20,15 @@ from config.dms_env import (
     dms_env,
     published_ports,
 )
-from config.dms_files import (
+from mailstack.config.dms_files import (
     CONTAINER_CONFIG_DIR,
     POLICYD_SPF_CONF,
     POLICYD_SPF_CONTAINER_PATH,
     inbound_files,
     unwatched_fingerprint,
 )
-from config.model import DEFAULT_CERTBOT_IMAGES
-from config.settings import MailSettings
+from mailstack.config.model import DEFAULT_CERTBOT_IMAGES
+from mailstack.config.settings import MailSettings
 
 LabelValue_co = TypeVar("LabelValue_co", covariant=True)
 """A label value: `str`, or (in the component) a Pulumi Output for the signer fingerprint."""

@@ -17,7 +17,7 @@ import shlex
 
 from cryptography.hazmat.primitives import serialization
 
-from config.settings import MailSettings
+from mailstack.config.settings import MailSettings
 
 KEY_ALGORITHM = "ECDSA"
 KEY_CURVE = "P256"

@@ -22,10 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 
-from config.errors import Problem, key_path, problem, set_command
-from config.model import RawSettings
-from config.records import DDNS_TTL
-from config.settings import DdnsSettings, Rfc2136Settings
+from mailstack.config.errors import Problem, key_path, problem, set_command
+from mailstack.config.model import RawSettings
+from mailstack.config.records import DDNS_TTL
+from mailstack.config.settings import DdnsSettings, Rfc2136Settings
 
 CONF_PATH = "/etc/ddclient.conf"
 """Where Debian's ddclient service reads its config (ddclient.service, /etc/default/ddclient)."""

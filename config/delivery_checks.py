@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
-from config.dms_env import external_forwards
-from config.errors import Problem, problem, rm_command, set_command
-from config.names import InvalidNameError, normalise_address
-from config.records import host_address_records, spf_text
-from config.settings import MailSettings
+from mailstack.config.dms_env import external_forwards
+from mailstack.config.errors import Problem, problem, rm_command, set_command
+from mailstack.config.names import InvalidNameError, normalise_address
+from mailstack.config.records import host_address_records, spf_text
+from mailstack.config.settings import MailSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

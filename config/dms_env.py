@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.model import Ports
-from config.settings import MailSettings, TlsSettings
+from mailstack.config.model import Ports
+from mailstack.config.settings import MailSettings, TlsSettings
 
 SSL_CONTAINER_DIR = "/tmp/docker-mailserver/ssl"
 """Self-signed certificate and key, inside DMS's config volume: watched by change detection."""

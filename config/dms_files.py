@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from config.names import selector_domain_id
-from config.settings import AccountSettings, AliasSettings, RelaySettings
+from mailstack.config.names import selector_domain_id
+from mailstack.config.settings import AccountSettings, AliasSettings, RelaySettings
 
 CONTAINER_CONFIG_DIR = "/tmp/docker-mailserver"
 """Where DMS reads its config volume ("Config Volume" in the DMS docs)."""

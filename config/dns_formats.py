@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import dns.rdtypes.ANY.CAA
 
-from config.records import RecordSpec, quoted_txt, sort_records, to_rdata, txt_strings
+from mailstack.config.records import RecordSpec, quoted_txt, sort_records, to_rdata, txt_strings
 
 
 @dataclass(frozen=True)

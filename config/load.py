@@ -18,9 +18,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from config import backup, checks, ddns, settings_checks
-from config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm_command, set_command
-from config.model import (
+from mailstack.config import backup, checks, ddns, settings_checks
+from mailstack.config.errors import NAMESPACE, ConfigError, Problem, key_path, problem, rm_command, set_command
+from mailstack.config.model import (
     DEFAULT_LOCAL_DATA_DIR,
     DEFAULT_MEMORY_MB,
     DEFAULT_MTA_STS_MAX_AGE,
@@ -30,9 +30,9 @@ from config.model import (
     Domain,
     RawSettings,
 )
-from config.names import InvalidNameError, normalise_address, to_ascii
-from config.relay import PRESETS
-from config.settings import (
+from mailstack.config.names import InvalidNameError, normalise_address, to_ascii
+from mailstack.config.relay import PRESETS
+from mailstack.config.settings import (
     AccountSettings,
     AliasSettings,
     DomainSettings,

@@ -15,10 +15,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from config.backup_model import MigrateFrom
-from config.dms_files import CONTAINER_CONFIG_DIR
-from config.errors import Problem, problem, set_command
-from config.names import InvalidNameError, is_ip, normalise_address, to_ascii
+from mailstack.config.backup_model import MigrateFrom
+from mailstack.config.dms_files import CONTAINER_CONFIG_DIR
+from mailstack.config.errors import Problem, problem, set_command
+from mailstack.config.names import InvalidNameError, is_ip, normalise_address, to_ascii
 
 SCRIPT = Path(__file__).parent / "scripts" / "mailstack-migrate.sh"
 SUBDIR = "migrate"

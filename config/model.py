@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
-from config.backup_model import Backup, MigrateFrom
+from mailstack.config.backup_model import Backup, MigrateFrom
 
 DEFAULT_IMAGE = "ghcr.io/docker-mailserver/docker-mailserver:15.1.0"
 DEFAULT_WATCHTOWER_IMAGE = "nickfedor/watchtower:1.21.0"

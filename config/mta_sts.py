@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 
-from config.names import InvalidNameError, to_ascii
-from config.settings import DomainSettings, MailSettings
+from mailstack.config.names import InvalidNameError, to_ascii
+from mailstack.config.settings import DomainSettings, MailSettings
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 """RFC 8461 §3.3: the policy's fixed location on the policy host."""

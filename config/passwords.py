@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from config.sha512_crypt import sha512_crypt
+from mailstack.config.sha512_crypt import sha512_crypt
 
 GENERATED_PASSWORD_LENGTH = 24
 """Letters and digits only (~143 bits): no character a mail client or shell could mangle."""

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Sequence
 import dns.exception
 import dns.name
 
-from config.errors import Problem, key_path, problem, rm_command
-from config.names import is_ip
-from config.records import (
+from mailstack.config.errors import Problem, key_path, problem, rm_command
+from mailstack.config.names import is_ip
+from mailstack.config.records import (
     SPF_LOOKUP_LIMIT,
     AddressError,
     RecordSpec,
@@ -33,7 +33,7 @@ from config.records import (
     srv_records,
     tlsrpt_record,
 )
-from config.settings import DomainSettings, MailSettings
+from mailstack.config.settings import DomainSettings, MailSettings
 
 KeyPath = Sequence[str | int]
 _BUILD_ERRORS = (ValueError, KeyError, dns.exception.DNSException)

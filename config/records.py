@@ -22,10 +22,10 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
-from config import dane, mta_sts
-from config.model import ExtraRecord
-from config.names import InvalidNameError, to_ascii
-from config.settings import DomainSettings, MailSettings
+from mailstack.config import dane, mta_sts
+from mailstack.config.model import ExtraRecord
+from mailstack.config.names import InvalidNameError, to_ascii
+from mailstack.config.settings import DomainSettings, MailSettings
 
 DDNS_TTL = 300
 """TTL of the hostname's address under `ddns` (config/ddns.py): a new home address shows within 5 minutes."""

@@ -48,7 +48,7 @@ import dns.update
 import dns.xfr
 import dns.zone
 
-from config.records import RecordSpec, to_rdata
+from mailstack.config.records import RecordSpec, to_rdata
 
 TIMEOUT = 10.0
 ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from config.backup_model import BackupSettings, MigrateFrom
-from config.errors import Problem
-from config.model import BackupMx, Dkim, Dmarc, ExtraRecord, MtaStsMode, Ports, Spf, TlsRpt
+from mailstack.config.backup_model import BackupSettings, MigrateFrom
+from mailstack.config.errors import Problem
+from mailstack.config.model import BackupMx, Dkim, Dmarc, ExtraRecord, MtaStsMode, Ports, Spf, TlsRpt
 
 
 @dataclass(frozen=True)

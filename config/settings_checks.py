@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from config import delivery_checks, record_checks, web_checks
-from config.errors import Problem
-from config.settings import MailSettings
+from mailstack.config import delivery_checks, record_checks, web_checks
+from mailstack.config.errors import Problem
+from mailstack.config.settings import MailSettings
 
 SettingsCheck = Callable[[MailSettings], Iterable[Problem]]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from config.errors import Problem, key_path, problem, set_command
-from config.records import managed_zone, owner_name
-from config.settings import MailSettings
-from config.worker import web_hosts
+from mailstack.config.errors import Problem, key_path, problem, set_command
+from mailstack.config.records import managed_zone, owner_name
+from mailstack.config.settings import MailSettings
+from mailstack.config.worker import web_hosts
 
 
 def worker_names(settings: MailSettings) -> Iterator[Problem]:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import autoconfig, mta_sts
-from config.settings import DomainSettings, MailSettings
+from mailstack.config import autoconfig, mta_sts
+from mailstack.config.settings import DomainSettings, MailSettings
 
 HANDLER = Path(__file__).with_name("scripts") / "mailstack-worker.js"
 MAIN_MODULE = "worker.js"

@@ -11,7 +11,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from config.records import RecordSpec, records_by_zone, to_rdata
+from mailstack.config.records import RecordSpec, records_by_zone, to_rdata
 
 PLACEHOLDER_NS = "ns.invalid."
 """Out-of-zone on purpose: an in-zone name server would need glue (kzonecheck: "missing glue record"),

@@ -37,9 +37,9 @@ from typing import Any
 
 import dns.exception
 
-from config import ConfigError, MailSettings, load_settings, rfc2136
-from config.records import RecordSpec, dkim_record, dkim_selectors, parse_txt, static_records
 from mailstack.cli import EXIT_CANNOT, EXIT_FIX, EXIT_OK, print_error
+from mailstack.config import ConfigError, MailSettings, load_settings, rfc2136
+from mailstack.config.records import RecordSpec, dkim_record, dkim_selectors, parse_txt, static_records
 from mailstack.stackfile import StackConfig, StackFileError, load_stack, read_passphrase
 
 API = "https://api.cloudflare.com/client/v4"

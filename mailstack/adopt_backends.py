@@ -50,10 +50,6 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from config import MailSettings
-from config.dns_formats import RRset, rrsets
-from config.records import RecordSpec
-from config.rfc2136 import logical
 from mailstack import sigv4
 from mailstack.adopt import (
     AdoptError,
@@ -65,6 +61,10 @@ from mailstack.adopt import (
     make_plan,
     render_plan,
 )
+from mailstack.config import MailSettings
+from mailstack.config.dns_formats import RRset, rrsets
+from mailstack.config.records import RecordSpec
+from mailstack.config.rfc2136 import logical
 from mailstack.stackfile import StackConfig
 
 ENDPOINTS = {

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from config import containers
-from config.containers import ContainerSpec, Healthcheck, Mount, go_duration
-from config.settings import MailSettings
+from mailstack.config import containers
+from mailstack.config.containers import ContainerSpec, Healthcheck, Mount, go_duration
+from mailstack.config.settings import MailSettings
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "compose-spec.json"
 MAIL_SERVICE = "mailserver"

@@ -37,15 +37,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from config import ConfigError, MailSettings, containers, dms_files, load_settings
-from config.checks import CF_TOKEN_KEY
-from config.containers import SelfSignedCertSpec
-from config.passwords import GENERATED_PASSWORD_LENGTH, PASSWORD_ALPHABET, SEED_BYTES, hash_passwords
-from config.records import RecordSpec, dkim_selectors, mail_records
-from config.worker import Document, documents
-from config.zonefile import PUBLISHERS, render_zone_files
 from mailstack import compose
 from mailstack.cli import print_error
+from mailstack.config import ConfigError, MailSettings, containers, dms_files, load_settings
+from mailstack.config.checks import CF_TOKEN_KEY
+from mailstack.config.containers import SelfSignedCertSpec
+from mailstack.config.passwords import GENERATED_PASSWORD_LENGTH, PASSWORD_ALPHABET, SEED_BYTES, hash_passwords
+from mailstack.config.records import RecordSpec, dkim_selectors, mail_records
+from mailstack.config.worker import Document, documents
+from mailstack.config.zonefile import PUBLISHERS, render_zone_files
 from mailstack.stackfile import (
     PLACEHOLDER_PREFIX,
     StackConfig,

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from config.errors import config_path
+from mailstack.config.errors import config_path
 
 PBKDF2_ITERATIONS = 1_000_000
 KEY_BYTES = 32

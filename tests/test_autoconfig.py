@@ -7,8 +7,8 @@ import plistlib
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from config import MailSettings, load_settings
-from config.autoconfig import (
+from mailstack.config import MailSettings, load_settings
+from mailstack.config.autoconfig import (
     AUTODISCOVER_RESPONSE_NS,
     OUTLOOK_RESPONSE_NS,
     autodiscover_xml,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from config import ConfigError, backup, load_settings, migration
-from config.backup_model import MigrateFrom
+from mailstack.config import ConfigError, backup, load_settings, migration
+from mailstack.config.backup_model import MigrateFrom
 from tests.conftest import PROD_SECRET_KEYS, prod_config_values
 from tests.harness import RunResult, is_secret, plain, run_program, stack_config, with_values
 from tools.secret_audit import audit, reached

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from config import backup, load_settings
-from config.containers import ContainerSpec
+from mailstack.config import backup, load_settings
+from mailstack.config.containers import ContainerSpec
 from tests.tools import missing
 
 PASSWORD = "docker-restic-passphrase-Hb27"

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from config import backup, migration
-from config.backup_model import BackupSettings, Keep, MigrateFrom
+from mailstack.config import backup, migration
+from mailstack.config.backup_model import BackupSettings, Keep, MigrateFrom
 from mailstack.verify.backup import backup_findings
 from mailstack.verify.findings import Status
 from tests.conftest import require_tool

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from config import MailSettings, load_settings
 from mailstack import compose
+from mailstack.config import MailSettings, load_settings
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values
 from tests.harness import stack_config
 
@@ -93,7 +93,7 @@ def test_dev_compose_document_exact() -> None:
 def _standard_with_watchtower(settings: MailSettings) -> MailSettings:
     from dataclasses import replace
 
-    from config.model import Ports
+    from mailstack.config.model import Ports
 
     return replace(
         settings,
@@ -145,7 +145,7 @@ def test_the_schema_rejects_what_compose_rejects() -> None:
 def _http_challenge(settings: MailSettings) -> MailSettings:
     from dataclasses import replace
 
-    from config.model import Ports
+    from mailstack.config.model import Ports
 
     return replace(
         settings,
@@ -157,7 +157,7 @@ def _http_challenge(settings: MailSettings) -> MailSettings:
 def _existing(settings: MailSettings) -> MailSettings:
     from dataclasses import replace
 
-    from config.settings import TlsSettings
+    from mailstack.config.settings import TlsSettings
 
     return replace(settings, tls=TlsSettings(mode="existing", path="/srv/certs"))
 

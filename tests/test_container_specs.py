@@ -10,8 +10,8 @@ from dataclasses import fields, replace
 
 import pytest
 
-from config import MailSettings, backup
-from config.containers import (
+from mailstack.config import MailSettings, backup
+from mailstack.config.containers import (
     ContainerSpec,
     Healthcheck,
     certbot_container,

@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from config import ConfigError, load_settings
-from config.containers import certbot_script
-from config.dane import key_swap_script, tlsa_text
+from mailstack.config import ConfigError, load_settings
+from mailstack.config.containers import certbot_script
+from mailstack.config.dane import key_swap_script, tlsa_text
 from tests.conftest import PROD_SECRET_KEYS, prod_config_values
 from tests.harness import RunResult, ecdsa_key_pem, plain, run_program, with_values
 from tests.tools import require

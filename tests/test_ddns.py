@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from config import ConfigError, load_settings
-from config.ddns import ddclient_conf, tsig_key_file
-from config.settings import DdnsSettings, Rfc2136Settings
+from mailstack.config import ConfigError, load_settings
+from mailstack.config.ddns import ddclient_conf, tsig_key_file
+from mailstack.config.settings import DdnsSettings, Rfc2136Settings
 from tests.conftest import PROD_SECRET_KEYS
 from tests.dnsserver import KnotServer
 from tests.test_mail_dns import prod_config

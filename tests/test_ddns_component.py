@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from config import load_settings
-from config.ddns import CONF_PATH, TSIG_KEY_PATH, ddclient_conf, install_script, remove_script, tsig_key_file
+from mailstack.config import load_settings
+from mailstack.config.ddns import CONF_PATH, TSIG_KEY_PATH, ddclient_conf, install_script, remove_script, tsig_key_file
 from tests.conftest import PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values
 from tests.harness import RunResult, is_secret, plain, run_program, with_values
 

@@ -11,10 +11,10 @@ import checkdmarc.utils
 import dns.resolver
 import pytest
 
-from config import ConfigError, MailSettings, containers, dms_files, load_settings
-from config.dms_env import dms_env
-from config.records import dmarc_text, mail_records, report_authorization_records, static_records
-from config.zonefile import render_zone_files
+from mailstack.config import ConfigError, MailSettings, containers, dms_files, load_settings
+from mailstack.config.dms_env import dms_env
+from mailstack.config.records import dmarc_text, mail_records, report_authorization_records, static_records
+from mailstack.config.zonefile import render_zone_files
 from tests.conftest import DEV_STACK, require_tool
 from tests.dnsserver import KnotServer
 from tests.harness import rsa_key_pem, stack_config

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from config import load_settings
-from config.checks import MANAGED_ENV_KEYS
-from config.dms_env import PROFILE_ENV, SRS_ENV_KEYS, capabilities, dms_env, published_ports
-from config.model import Ports
-from config.settings import AliasSettings, MailSettings, TlsSettings
+from mailstack.config import load_settings
+from mailstack.config.checks import MANAGED_ENV_KEYS
+from mailstack.config.dms_env import PROFILE_ENV, SRS_ENV_KEYS, capabilities, dms_env, published_ports
+from mailstack.config.model import Ports
+from mailstack.config.settings import AliasSettings, MailSettings, TlsSettings
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values
 from tests.harness import stack_config
 

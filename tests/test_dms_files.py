@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from config import dms_files
-from config.dms_files import (
+from mailstack.config import dms_files
+from mailstack.config.dms_files import (
     HEADER,
     DkimSigner,
     accounts_file,
@@ -25,7 +25,7 @@ from config.dms_files import (
     signer_fingerprint,
     virtual_file,
 )
-from config.settings import AccountSettings, AliasSettings, RelaySettings
+from mailstack.config.settings import AccountSettings, AliasSettings, RelaySettings
 
 SIGNERS = [DkimSigner("example.com", "mail", 2048), DkimSigner("another.com", "s2026", 1024)]
 RELAY = RelaySettings("smtp-relay.brevo.com", 587, "me@example.com", SecretStr("xsmtpsib-key"), "spf.brevo.com")

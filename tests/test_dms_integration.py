@@ -26,8 +26,8 @@ from typing import Any
 import dkim
 import pytest
 
-from config import dms_files
-from config.passwords import hash_password
+from mailstack.config import dms_files
+from mailstack.config.passwords import hash_password
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values, require_tool
 from tests.harness import ROOT, RunResult, plain, run_program, stack_config, with_values
 from tests.tools import require, require_root

@@ -10,9 +10,9 @@ import base64
 import hashlib
 from typing import Any
 
-from config import load_settings
-from config.dns_formats import rrsets
-from config.records import RecordSpec, dkim_selectors, mail_records
+from mailstack.config import load_settings
+from mailstack.config.dns_formats import rrsets
+from mailstack.config.records import RecordSpec, dkim_selectors, mail_records
 from tests.harness import Registration, RunResult, is_secret, run_program
 from tests.test_mail_dns import DNS_PROGRAM, prod_config, public_keys
 

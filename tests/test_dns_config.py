@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from config import ConfigError, load_settings
+from mailstack.config import ConfigError, load_settings
 from tests.conftest import PROD_SECRET_KEYS
 from tests.test_mail_dns import prod_config
 

@@ -22,8 +22,8 @@ import dns.resolver
 import pytest
 import spf
 
-from config.records import RecordSpec
-from config.zonefile import render_zone_files
+from mailstack.config.records import RecordSpec
+from mailstack.config.zonefile import render_zone_files
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values, require_tool
 from tests.dnsserver import KnotServer
 from tests.harness import ROOT, RunResult, plain, run_program, stack_config

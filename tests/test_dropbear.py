@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from components.host_target import ssh_options
-from config.settings import TargetSettings
+from mailstack.config.settings import TargetSettings
 from tests.conftest import PROD_SECRET_KEYS, prod_config_values, require_tool
 from tests.harness import Registration, run_program, with_values
 from tests.test_host_moves import in_dependency_order

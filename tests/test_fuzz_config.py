@@ -21,7 +21,7 @@ import pulumi
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from config import ConfigError, MailSettings, load_settings
+from mailstack.config import ConfigError, MailSettings, load_settings
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values
 from tests.harness import stack_config
 from tools import evaluate, example_home

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from components.host_target import BOOTSTRAP_SCRIPT, docker_host, remove_file_script, ssh_options, write_file_script
-from config.settings import TargetSettings
+from mailstack.config.settings import TargetSettings
 from tests.conftest import PROD_SECRET_KEYS, prod_config_values
 from tests.harness import ROOT, is_secret, run_program, stack_config, with_values
 

@@ -23,7 +23,7 @@ from typing import Literal
 
 import pytest
 
-from config import dms_files
+from mailstack.config import dms_files
 from tests.conftest import require_tool
 from tests.dnsserver import KnotServer
 

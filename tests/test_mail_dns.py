@@ -10,9 +10,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from config import load_settings
-from config.records import RecordSpec, dkim_selectors, mail_records, static_records
-from config.zonefile import render_zone_files
+from mailstack.config import load_settings
+from mailstack.config.records import RecordSpec, dkim_selectors, mail_records, static_records
+from mailstack.config.zonefile import render_zone_files
 from tests import harness
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, prod_config_values
 from tests.harness import ROOT, Registration, RunResult, run_program, stack_config, with_values

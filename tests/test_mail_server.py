@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from components.mail_server import volume_options
-from config import dms_files
-from config.dms_files import DkimSigner
+from mailstack.config import dms_files
+from mailstack.config.dms_files import DkimSigner
 from tests.conftest import DEV_STACK, PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values
 from tests.harness import (
     KEY_POOL_SIZE,

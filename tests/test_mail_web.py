@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from config import load_settings
-from config.worker import COMPATIBILITY_DATE, MAIN_MODULE, worker_script
+from mailstack.config import load_settings
+from mailstack.config.worker import COMPATIBILITY_DATE, MAIN_MODULE, worker_script
 from tests.conftest import PROD_SECRET_KEYS, prod_config_values
 from tests.harness import MOCK_ACCOUNT_ID, ROOT, RunResult, run_program, with_values
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from config import ConfigError, MailSettings, load_settings
-from config.mta_sts import policy_id, policy_text, txt_text
-from config.records import mta_sts_record
+from mailstack.config import ConfigError, MailSettings, load_settings
+from mailstack.config.mta_sts import policy_id, policy_text, txt_text
+from mailstack.config.records import mta_sts_record
 from tests.conftest import PROD_SECRET_KEYS, prod_config_values
 
 CF = {"mailstack:dns": {"provider": "cloudflare"}, "cloudflare:apiToken": "t"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from config import passwords, sha512_crypt
-from config.passwords import (
+from mailstack.config import passwords, sha512_crypt
+from mailstack.config.passwords import (
     CRYPT_ALPHABET,
     POOL_THRESHOLD,
     derive_salt,
@@ -119,7 +119,7 @@ def _hash_with_fake_mac_libc(tmp_path: Path, jobs: list[tuple[str, str]]) -> tup
     """
     (tmp_path / "crypt.py").write_text(MAC_CRYPT)
     code = (
-        "import json, sys; from config import sha512_crypt as s; "
+        "import json, sys; from mailstack.config import sha512_crypt as s; "
         "jobs = json.loads(sys.stdin.read()); "
         "hashes = [s.sha512_crypt(a, b) for a, b in jobs]; "
         "from passlib.hash import sha512_crypt as p; "

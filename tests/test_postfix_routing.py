@@ -17,8 +17,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from config import dms_files
-from config.settings import AccountSettings, AliasSettings
+from mailstack.config import dms_files
+from mailstack.config.settings import AccountSettings, AliasSettings
 from tests.dnsserver import free_port
 from tests.postfix import PostfixInstance
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from config import ConfigError, load_settings
+from mailstack.config import ConfigError, load_settings
 
 BASE: dict[str, Any] = {
     "mailstack:hostname": "mail.example.org",

@@ -13,9 +13,9 @@ import dns.rdatatype
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from config import MailSettings, load_settings
-from config.mta_sts import policy_id
-from config.records import (
+from mailstack.config import MailSettings, load_settings
+from mailstack.config.mta_sts import policy_id
+from mailstack.config.records import (
     RecordSpec,
     dkim_key_base64,
     dkim_selectors,

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from config import MailSettings, load_settings
-from config.containers import go_duration
-from config.records import mail_records, static_records
-from config.zonefile import render_zone_files
 from mailstack import compose, render
+from mailstack.config import MailSettings, load_settings
+from mailstack.config.containers import go_duration
+from mailstack.config.records import mail_records, static_records
+from mailstack.config.zonefile import render_zone_files
 from mailstack.stackfile import PLACEHOLDER_PREFIX, new_encryption_salt, set_secret
 from tests.conftest import DEV_STACK, PROD_EXAMPLE, PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values, require_tool
 from tests.harness import ROOT, RunResult, plain, rsa_key_pem, run_program, stack_config, with_values
@@ -837,8 +837,8 @@ def test_manual_dns_renders_the_web_documents_and_says_where_they_go(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Manual DNS with MTA-STS and autoconfig on: `web/<host><path>` files, byte-exact, and a records.md table."""
-    from config.autoconfig import mobileconfig, thunderbird_xml
-    from config.mta_sts import policy_text
+    from mailstack.config.autoconfig import mobileconfig, thunderbird_xml
+    from mailstack.config.mta_sts import policy_text
 
     project = _dev_project(
         tmp_path,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from config import dms_files
-from config.dms_files import DkimSigner
-from config.names import selector_domain_id
+from mailstack.config import dms_files
+from mailstack.config.dms_files import DkimSigner
+from mailstack.config.names import selector_domain_id
 from tests.harness import ROOT, run_program, with_values
 
 PROGRAM = ROOT / "tests" / "programs" / "server_only.py"

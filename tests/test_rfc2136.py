@@ -20,8 +20,8 @@ import dns.update
 import pytest
 
 from components.rfc2136_record import Rfc2136Provider
-from config import rfc2136
-from config.records import RecordSpec
+from mailstack.config import rfc2136
+from mailstack.config.records import RecordSpec
 from tests.dnsserver import KnotServer, TsigKey
 
 pytestmark = pytest.mark.integration  # a real knotd (Debian knot)

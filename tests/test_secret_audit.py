@@ -92,6 +92,22 @@ def test_production_example_leaks_nothing() -> None:
     assert audit(result, PROD_SECRETS) == []
 
 
+def test_dane_keys_stay_secret() -> None:
+    """With `dane: true` the SMTP keys (in use and next) are generated secrets too: they reach the host
+    only through the key file's stdin, and nothing outside a secret value carries them."""
+    config = with_values(
+        stack_config(PROD_EXAMPLE), dane="true", **{path: value for path, (_, value) in SENTINEL_PATHS.items()}
+    )
+    with example_home():
+        result = evaluate(config, PROD_SECRET_KEYS, stack="prod")
+    assert result.error is None, result.error
+    needles = generated_needles(result.resources)
+    assert {"dane-0.privateKeyPem", "dane-1.privateKeyPem"} <= {n.source for n in needles if n.form == "PEM"}
+    keys = {r.name: plain(r.state["privateKeyPem"]) for r in result.by_type("tls:index/privateKey:PrivateKey")}
+    assert reached(result, {"dane-0": keys["dane-0"]}) == {"dane-0": True}
+    assert audit(result, PROD_SECRETS) == []
+
+
 def test_dev_stack_leaks_no_generated_secret() -> None:
     """The dev stack generates its account password and DKIM key; neither may surface in clear."""
     result = dev()

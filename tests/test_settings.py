@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from config import ConfigError, MailSettings, load_settings
+from mailstack.config import ConfigError, MailSettings, load_settings
 from tests.harness import run_program, stack_config, with_values
 
 BASE: dict[str, Any] = {

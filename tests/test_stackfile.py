@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from config import load_settings
+from mailstack.config import load_settings
 from mailstack.stackfile import (
     PLACEHOLDER_PREFIX,
     IncorrectPassphraseError,

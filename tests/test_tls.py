@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from config import load_settings
-from config.containers import certbot_script
+from mailstack.config import load_settings
+from mailstack.config.containers import certbot_script
 from tests.conftest import PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values
 from tests.harness import ROOT, RunResult, is_secret, plain, run_program, stack_config, with_values
 from tools.secret_audit import walk_strings

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from config import MailSettings, load_settings
-from config.records import static_records
-from config.worker import ADDRESS, Document, documents, documents_output
 from mailstack import verify
+from mailstack.config import MailSettings, load_settings
+from mailstack.config.records import static_records
+from mailstack.config.worker import ADDRESS, Document, documents, documents_output
 from tests.verify_zones import HOST
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from config import MailSettings, load_settings
-from config.autoconfig import autodiscover_xml, mobileconfig, thunderbird_xml
-from config.mta_sts import policy_text
-from config.worker import COMPATIBILITY_DATE, MAIN_MODULE, documents, worker_script
+from mailstack.config import MailSettings, load_settings
+from mailstack.config.autoconfig import autodiscover_xml, mobileconfig, thunderbird_xml
+from mailstack.config.mta_sts import policy_text
+from mailstack.config.worker import COMPATIBILITY_DATE, MAIN_MODULE, documents, worker_script
 from tests.workerd import Workerd
 
 pytestmark = pytest.mark.integration

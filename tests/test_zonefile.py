@@ -6,8 +6,8 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from config.records import RecordSpec, mail_records, static_records, to_rdata
-from config.zonefile import render_zone, render_zone_files
+from mailstack.config.records import RecordSpec, mail_records, static_records, to_rdata
+from mailstack.config.zonefile import render_zone, render_zone_files
 from tests.test_records import dev_settings, keys_for, prod_settings
 
 FAKE_KEY = "v=DKIM1; k=rsa; p=" + "A" * 300

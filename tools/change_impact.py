@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tools
-from config.containers import go_duration
+from mailstack.config.containers import go_duration
 from tools import example_home, harness
 from tools.stacks import PROD_EXAMPLE, PROD_SECRET_KEYS, prod_config_values
 

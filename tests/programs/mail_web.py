@@ -9,7 +9,7 @@ from components.dkim_keys import DkimKeys, DkimKeysArgs
 from components.mail_dns import MailDns, MailDnsArgs
 from components.mail_web import MailWeb, MailWebArgs
 from components.stack_config import read_settings
-from config.worker import documents_output
+from mailstack.config.worker import documents_output
 
 settings = read_settings()
 dkim = DkimKeys("dkim", DkimKeysArgs(domains=settings.domains))
