@@ -82,7 +82,7 @@ class MailDns(pulumi.ComponentResource):
         everything = key_specs.apply(lambda specs: sort_records([*static, *specs]))
         self.records = everything.apply(lambda specs: [r.as_dict() for r in specs])
         self.zone_files = everything.apply(
-            lambda specs: render_zone_files(specs, stack=settings.stack, provider=settings.dns_provider)
+            lambda specs: render_zone_files(specs, stack=settings.stack, provider=settings.zone_providers)
         )
         self.dkim_records = dkim_specs.apply(
             lambda specs: [

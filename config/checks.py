@@ -650,17 +650,47 @@ def env(ctx: Context) -> Iterator[Problem]:
             )
 
 
+def hostname_dns(raw: RawSettings) -> tuple[str, str | None]:
+    """The DNS backend of the zone holding the hostname, and that domain's key (None: the stack's `dns.provider`).
+
+    DNS-01 writes `_acme-challenge.<hostname>` (RFC 8555 §8.4) into the hostname's own zone, so
+    that zone's backend decides whether certbot can answer through Cloudflare. A hostname outside
+    every zone of the stack falls back to `dns.provider`.
+    """
+    try:
+        host = to_ascii(raw.hostname)
+    except InvalidNameError:
+        return raw.dns.provider, None
+    best: tuple[int, str, str | None] = (-1, raw.dns.provider, None)
+    for key, dom in (raw.domains or {}).items():
+        try:
+            zone = to_ascii(dom.zone or key)
+        except InvalidNameError:
+            continue
+        if (host == zone or host.endswith("." + zone)) and len(zone) > best[0]:
+            best = (len(zone), dom.dns.provider or raw.dns.provider, key if dom.dns.provider else None)
+    return best[1], best[2]
+
+
 def tls(ctx: Context) -> Iterator[Problem]:
     if not ctx.ok("tls"):
         return
     t = ctx.settings.tls
     if t.mode == "letsencrypt":
-        provider = ctx.settings.dns.provider if ctx.ok("dns") else None
+        provider: str | None = None
+        domain: str | None = None
+        if ctx.ok("dns"):
+            provider = ctx.settings.dns.provider
+            if ctx.ok("domains", "hostname"):
+                provider, domain = hostname_dns(ctx.settings)
         challenge = t.challenge or ("dns-cloudflare" if provider == "cloudflare" else "http")
         if challenge == "dns-cloudflare" and provider not in ("cloudflare", None):
             yield problem(
                 ["tls", "challenge"],
-                f"dns-cloudflare needs dns.provider cloudflare; with {provider} DNS use the http challenge (port 80)",
+                f"dns-cloudflare needs the hostname's zone at Cloudflare; {ctx.settings.hostname} is in a "
+                f"domains.{domain}.dns.provider {provider} zone: use the http challenge (port 80)"
+                if domain
+                else f"dns-cloudflare needs dns.provider cloudflare; with {provider} DNS use the http challenge (port 80)",
                 value="http",
             )
         if t.email is not None and not _EMAIL.match(t.email):

@@ -308,7 +308,8 @@ def _resolve(raw: RawSettings, stack: str, home: str | None) -> MailSettings:
     tls = raw.tls
     challenge = tls.challenge
     if tls.mode == "letsencrypt" and challenge is None:
-        challenge = "dns-cloudflare" if raw.dns.provider == "cloudflare" else "http"
+        # The hostname's zone decides (config/checks.py `hostname_dns`), not the stack-level provider.
+        challenge = "dns-cloudflare" if checks.hostname_dns(raw)[0] == "cloudflare" else "http"
     return MailSettings(
         stack=stack,
         hostname=to_ascii(raw.hostname),

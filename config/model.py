@@ -98,7 +98,7 @@ class Ports(_Model):
 class Tls(_Model):
     mode: Literal["self-signed", "letsencrypt", "existing"] = "self-signed"
     challenge: Literal["dns-cloudflare", "http"] | None = None
-    """Default: `dns-cloudflare` when DNS is Cloudflare, else `http`."""
+    """Default: `dns-cloudflare` when the hostname's zone is at Cloudflare, else `http` (config/checks.py `hostname_dns`)."""
     email: str | None = None
     staging: bool = False
     path: str | None = None

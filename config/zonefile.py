@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dns.name
 import dns.rdata
@@ -28,9 +28,19 @@ SOA_EXPIRE = 1209600
 SOA_MINIMUM = 300
 
 
+PUBLISHERS = {
+    "cloudflare": "Cloudflare",
+    "route53": "Route 53",
+    "digitalocean": "DigitalOcean",
+    "hetzner": "Hetzner",
+    "rfc2136": "its DNS UPDATE server (rfc2136)",
+}
+"""Where the stack itself publishes a zone's records, per backend; `manual` zones are the user's to publish."""
+
+
 def _header(zone: str, stack: str, provider: str) -> str:
-    if provider == "cloudflare":
-        where = "The stack publishes these records at Cloudflare; this file shows what it manages."
+    if provider in PUBLISHERS:
+        where = f"The stack publishes these records at {PUBLISHERS[provider]}; this file shows what it manages."
     else:
         where = "Publish these records at your DNS host (most accept a BIND zone-file import)."
     lines = [
@@ -88,9 +98,21 @@ def render_zone(zone: str, records: Sequence[RecordSpec], *, stack: str, provide
     return _header(zone, stack, provider) + text
 
 
-def render_zone_files(records: Sequence[RecordSpec], *, stack: str, provider: str = "manual") -> dict[str, str]:
-    """Zone name → zone-file text for every zone that holds a record."""
+def render_zone_files(
+    records: Sequence[RecordSpec], *, stack: str, provider: str | Mapping[str, str] = "manual"
+) -> dict[str, str]:
+    """Zone name → zone-file text for every zone that holds a record.
+
+    Args:
+        provider: the backend of every zone, or zone → backend (`MailSettings.zone_providers`) when
+            the zones of one stack live at different DNS hosts.
+    """
     return {
-        zone: render_zone(zone, zone_records, stack=stack, provider=provider)
+        zone: render_zone(
+            zone,
+            zone_records,
+            stack=stack,
+            provider=provider if isinstance(provider, str) else provider.get(zone, "manual"),
+        )
         for zone, zone_records in records_by_zone(records).items()
     }

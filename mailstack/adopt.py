@@ -11,7 +11,8 @@ it and the next `pulumi up` updates it in place:
 
 Desired records come from the stack's config files (no Pulumi CLI, no passphrase needed); live
 records come from `GET /zones/<id>/dns_records` with the token in CLOUDFLARE_API_TOKEN, or from a
-JSON file of that answer. See docs/dns.md.
+JSON file of that answer. rfc2136 zones are read by AXFR (below); DigitalOcean, Hetzner and Route 53
+zones through their REST APIs (mailstack/adopt_backends.py). See docs/dns.md.
 
 Exit code (mailstack.cli): 0 nothing stands in the way of `pulumi up` (live MX records the stack
 does not publish are listed, they do not block it); 1 records still block it (the output lists the
@@ -39,7 +40,7 @@ import dns.exception
 from mailstack.cli import EXIT_CANNOT, EXIT_FIX, EXIT_OK, print_error
 from mailstack.config import ConfigError, MailSettings, load_settings, rfc2136
 from mailstack.config.records import RecordSpec, dkim_record, dkim_selectors, parse_txt, static_records
-from mailstack.stackfile import StackFileError, load_stack, read_passphrase
+from mailstack.stackfile import StackConfig, StackFileError, load_stack, read_passphrase
 
 API = "https://api.cloudflare.com/client/v4"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
@@ -59,6 +60,18 @@ class AdoptConfigError(AdoptError):
     """The stack's configuration has problems; the message lists each with its fix (exit 1)."""
 
     exit_code = EXIT_FIX
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How one record-per-resource backend names its resources, imports and deletes a live record."""
+
+    title: str
+    record_type: str
+    """The Pulumi resource type MailDns registers for each record."""
+    import_id: Callable[[LiveRecord], str]
+    """The id `pulumi import` takes for the record, in the provider's own import format."""
+    delete_command: Callable[[LiveRecord], str]
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,14 @@ def stack_settings(project_dir: Path, stack: str, environ: Mapping[str, str] | N
     Secrets stay closed unless the environment holds the stack's passphrase (PULUMI_CONFIG_PASSPHRASE
     or _FILE, as for the Pulumi CLI): only rfc2136 zones need one, for the TSIG key of the transfer.
     """
+    settings, config = stack_config(project_dir, stack, environ)
+    return settings, config.project
+
+
+def stack_config(
+    project_dir: Path, stack: str, environ: Mapping[str, str] | None = None
+) -> tuple[MailSettings, StackConfig]:
+    """`stack_settings`, with the stack's raw configuration (provider credentials such as `hcloud:token`)."""
     try:
         passphrase = read_passphrase(environ or {})
         config = load_stack(project_dir, stack, passphrase=passphrase)
@@ -121,7 +142,7 @@ def stack_settings(project_dir: Path, stack: str, environ: Mapping[str, str] | N
         settings = load_settings(config.raw, secret_keys=config.secret_keys, stack=stack)
     except ConfigError as err:
         raise AdoptConfigError(str(err)) from None
-    return settings, config.project
+    return settings, config
 
 
 def desired_records(settings: MailSettings) -> list[RecordSpec]:
@@ -298,7 +319,19 @@ def component_urn(stack: str, project: str, component: str) -> str:
 
 
 def import_command(stack: str, project: str, component: str, want: RecordSpec, live: LiveRecord) -> str:
-    """`pulumi import` for one record, into the MailDns component, as the program names it."""
+    """`pulumi import` for one Cloudflare record, into the MailDns component, as the program names it."""
+    return import_line(
+        stack,
+        project,
+        component,
+        resource_type=RECORD_TYPE,
+        name=f"{component}-{want.key}",
+        import_id=cloudflare_import_id(live),
+    )
+
+
+def import_line(stack: str, project: str, component: str, *, resource_type: str, name: str, import_id: str) -> str:
+    """`pulumi import` for one resource into the MailDns component."""
     parent = f"{component}={component_urn(stack, project, component)}"
     return shlex.join(
         [
@@ -306,9 +339,9 @@ def import_command(stack: str, project: str, component: str, want: RecordSpec, l
             "import",
             "--stack",
             stack,
-            RECORD_TYPE,
-            f"{component}-{want.key}",
-            f"{live.zone_id}/{live.id}",
+            resource_type,
+            name,
+            import_id,
             "--parent",
             parent,
             # The program does not protect DNS records; an imported record should not differ.
@@ -318,23 +351,36 @@ def import_command(stack: str, project: str, component: str, want: RecordSpec, l
     )
 
 
-def import_file(plan: Plan, component: str) -> dict[str, object]:
+def import_file(plan: Plan, component: str, backend: Backend | None = None) -> dict[str, object]:
     """A `pulumi import --file` document that also creates the MailDns component as a placeholder.
 
     For a stack that has never run `pulumi up`: `--parent` needs the component in the state, an
     import file can create it (pulumi/pulumi#14461, #15633).
     """
-    resources: list[dict[str, object]] = [{"type": COMPONENT_TYPE, "name": component, "component": True}]
-    for want, live in plan.imports:
-        resources.append(
-            {
-                "type": RECORD_TYPE,
-                "name": f"{component}-{want.key}",
-                "id": f"{live.zone_id}/{live.id}",
-                "parent": component,
-            }
-        )
-    return {"resources": resources}
+    return import_document(component, import_resources(plan, component, backend or CLOUDFLARE))
+
+
+def import_resources(plan: Plan, component: str, backend: Backend) -> list[dict[str, object]]:
+    """The import-file entries of a plan's imports."""
+    return [
+        {
+            "type": backend.record_type,
+            "name": f"{component}-{want.key}",
+            "id": backend.import_id(live),
+            "parent": component,
+        }
+        for want, live in plan.imports
+    ]
+
+
+def import_document(component: str, resources: Sequence[Mapping[str, object]]) -> dict[str, object]:
+    placeholder: dict[str, object] = {"type": COMPONENT_TYPE, "name": component, "component": True}
+    return {"resources": [placeholder, *resources]}
+
+
+def cloudflare_import_id(record: LiveRecord) -> str:
+    # `<zone id>/<record id>`: the DnsRecord import format (pulumi_cloudflare/dns_record.py, "## Import").
+    return f"{record.zone_id}/{record.id}"
 
 
 def _delete_command(record: LiveRecord) -> str:
@@ -342,13 +388,20 @@ def _delete_command(record: LiveRecord) -> str:
     return f'curl -fsS -X DELETE -H "Authorization: Bearer ${TOKEN_ENV}" {shlex.quote(url)}'
 
 
-def render_plan(plan: Plan, *, stack: str, project: str, component: str, file: str | None = None) -> str:
+CLOUDFLARE = Backend("Cloudflare", RECORD_TYPE, cloudflare_import_id, _delete_command)
+
+
+def render_plan(
+    plan: Plan, *, stack: str, project: str, component: str, file: str | None = None, backend: Backend | None = None
+) -> str:
     """The report: conflicts, the exact commands, and what to do next."""
+    backend = backend or CLOUDFLARE
     lines: list[str] = []
+    at = "" if backend is CLOUDFLARE else f" at {backend.title}"
     if not (plan.imports or plan.deletes or plan.stale):
-        return f"# stack {stack}: no live record conflicts with the records the stack creates; run `pulumi up`.\n"
+        return f"# stack {stack}: no live record{at} conflicts with the records the stack creates; run `pulumi up`.\n"
     if plan.imports:
-        lines.append(f"# {len(plan.imports)} live record(s) have the identity of a record stack {stack} creates;")
+        lines.append(f"# {len(plan.imports)} live record(s){at} have the identity of a record stack {stack} creates;")
         lines.append("# import them so the stack owns them (the next `pulumi up` then updates them in place):")
         for want, live in plan.imports:
             lines.append(f"#   {live.describe()}  (id {live.id})  ->  {want.type} {want.name}: {want.purpose}")
@@ -363,18 +416,28 @@ def render_plan(plan: Plan, *, stack: str, project: str, component: str, file: s
         else:
             lines.append("# (--parent needs the MailDns component in the state: it is there once `pulumi up` has")
             lines.append("#  run, even a failed one; before the first `pulumi up`, use --import-file instead)")
-            lines += [import_command(stack, project, component, want, live) for want, live in plan.imports]
+            lines += [
+                import_line(
+                    stack,
+                    project,
+                    component,
+                    resource_type=backend.record_type,
+                    name=f"{component}-{want.key}",
+                    import_id=backend.import_id(live),
+                )
+                for want, live in plan.imports
+            ]
     if plan.deletes:
         lines.append("# These live records must be removed before the stack can create its own:")
         for live, reason in plan.deletes:
             lines.append(f"#   {live.describe()}: {reason}")
-            lines.append(_delete_command(live))
+            lines.append(backend.delete_command(live))
     if plan.stale:
         lines.append("# Live MX records the stack does not publish (an old mail provider?); mail delivered there")
         lines.append("# never reaches this server. Remove them unless they are a backup MX you forgot to configure:")
         for live in plan.stale:
             lines.append(f"#   {live.describe()}")
-            lines.append(f"# {_delete_command(live)}")
+            lines.append(f"# {backend.delete_command(live)}")
     lines.append(f"# Then: pulumi up --stack {stack}")
     return "\n".join(lines) + "\n"
 
@@ -452,8 +515,8 @@ def _same(want: RecordSpec, live: LiveRecord) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mailstack.adopt",
-        description="List live Cloudflare records that block the stack's records and print the `pulumi import` "
-        "commands that adopt them.",
+        description="List live DNS records (Cloudflare, DigitalOcean, Hetzner, Route 53, rfc2136) that block the "
+        "stack's records and print the `pulumi import` commands that adopt them.",
         epilog="Exit code: 0 nothing blocks `pulumi up`, 1 records still block it (or the configuration has "
         "problems; each line says how to fix it), 2 could not check.",
     )
@@ -481,69 +544,101 @@ def main(
     environ: Mapping[str, str] | None = None,
     fetch: Fetch = http_get,
     transfer: Transfer | None = None,
+    endpoints: Mapping[str, str] | None = None,
 ) -> int:
+    """Args: endpoints: API base per backend (`digitalocean`, `hetzner`, `route53`), for tests on loopback."""
     args = build_parser().parse_args(argv)
     env = os.environ if environ is None else environ
     try:
-        settings, project = stack_settings(Path(args.project_dir), args.stack, env)
+        settings, config = stack_config(Path(args.project_dir), args.stack, env)
+        project = config.project
         providers = settings.zone_providers
         all_desired = desired_records(settings)
         blocked = False
+        resources: list[dict[str, object]] = []
         if "rfc2136" in providers.values():
             zones = sorted(z for z, p in providers.items() if p == "rfc2136")
             desired = [r for r in all_desired if r.zone in zones]
             plan = make_plan(desired, rfc2136_live(settings, zones, transfer), args.stack)
             text, blocked = render_rfc2136_plan(plan, settings, args.stack)
             sys.stdout.write(text)
-        for provider in sorted(set(providers.values()) - {"cloudflare", "rfc2136"}):
+        for provider in sorted(set(providers.values()) - LISTED):
             sys.stdout.write(_not_listed(provider, args.stack))
-        if "cloudflare" not in providers.values():
-            return EXIT_FIX if blocked else EXIT_OK
-        desired = [r for r in all_desired if providers.get(r.zone) == "cloudflare"]
-        zones = sorted({r.zone for r in desired})
-        zone_ids = {d.zone: d.zone_id for d in settings.domains if d.zone_id}
-        if args.live:
-            try:
-                data = json.loads(Path(args.live).read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                raise AdoptError(f"{args.live}: {err}") from None
-            live = parse_live(data, zones, zone_ids)
-        else:
-            token = env.get(TOKEN_ENV)
-            if not token:
-                raise AdoptError(f"set {TOKEN_ENV} (Zone:DNS:Read and Zone:Zone:Read), or pass --live FILE")
-            live = fetch_live(zones, zone_ids, token, fetch)
-        missing = sorted({r.zone for r in live if not r.zone_id})
-        if missing:
-            raise AdoptError(
-                f"no zone id for {', '.join(missing)}: set mailstack:domains.<d>.zoneId or include zone_id"
+        for provider in REST_BACKENDS:
+            if provider not in providers.values():
+                continue
+            from mailstack import adopt_backends  # imports this module: loaded only when needed
+
+            zones = sorted(z for z, p in providers.items() if p == provider)
+            found = adopt_backends.section(
+                provider,
+                settings,
+                [r for r in all_desired if r.zone in zones],
+                zones,
+                config=config,
+                env=env,
+                stack=args.stack,
+                component=args.component,
+                file=args.import_file,
+                endpoints=endpoints,
             )
-        plan = make_plan(desired, live, args.stack)
-        if args.import_file and plan.imports:
-            Path(args.import_file).write_text(json.dumps(import_file(plan, args.component), indent=2) + "\n")
-        sys.stdout.write(
-            render_plan(plan, stack=args.stack, project=project, component=args.component, file=args.import_file)
-        )
+            sys.stdout.write(found.text)
+            blocked |= found.blocked
+            resources += found.resources
+        if "cloudflare" in providers.values():
+            plan = cloudflare_plan(settings, all_desired, args, env, fetch)
+            blocked |= bool(plan.imports or plan.deletes)
+            resources += import_resources(plan, args.component, CLOUDFLARE)
+            sys.stdout.write(
+                render_plan(plan, stack=args.stack, project=project, component=args.component, file=args.import_file)
+            )
+        if args.import_file and resources:
+            document = import_document(args.component, resources)
+            Path(args.import_file).write_text(json.dumps(document, indent=2) + "\n")
     except AdoptError as err:
         print_error("adopt", str(err))
         return err.exit_code
     # Stale MX records are advice (a forgotten backup MX is legitimate); they do not block `pulumi up`.
-    return EXIT_FIX if plan.imports or plan.deletes or blocked else EXIT_OK
+    return EXIT_FIX if blocked else EXIT_OK
+
+
+REST_BACKENDS = ("digitalocean", "hetzner", "route53")
+"""Listed through their REST APIs (mailstack/adopt_backends.py)."""
+LISTED = frozenset({"cloudflare", "rfc2136", *REST_BACKENDS})
+
+
+def cloudflare_plan(
+    settings: MailSettings,
+    all_desired: Sequence[RecordSpec],
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    fetch: Fetch,
+) -> Plan:
+    providers = settings.zone_providers
+    desired = [r for r in all_desired if providers.get(r.zone) == "cloudflare"]
+    zones = sorted({r.zone for r in desired})
+    zone_ids = {d.zone: d.zone_id for d in settings.domains if d.zone_id}
+    if args.live:
+        try:
+            data = json.loads(Path(args.live).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise AdoptError(f"{args.live}: {err}") from None
+        live = parse_live(data, zones, zone_ids)
+    else:
+        token = env.get(TOKEN_ENV)
+        if not token:
+            raise AdoptError(f"set {TOKEN_ENV} (Zone:DNS:Read and Zone:Zone:Read), or pass --live FILE")
+        live = fetch_live(zones, zone_ids, token, fetch)
+    missing = sorted({r.zone for r in live if not r.zone_id})
+    if missing:
+        raise AdoptError(f"no zone id for {', '.join(missing)}: set mailstack:domains.<d>.zoneId or include zone_id")
+    return make_plan(desired, live, args.stack)
 
 
 def _not_listed(provider: str, stack: str) -> str:
-    """Backends adopt does not list (yet), and what to do there instead."""
-    if provider == "manual":
-        return f"# stack {stack} uses manual DNS: nothing to adopt (publish the zoneFile output yourself).\n"
-    how = {
-        "route53": "Route 53 record sets import as `pulumi import aws:route53/record:Record dns-<type>-<name> "
-        "<zoneId>_<name>_<TYPE>`; listing them needs SigV4-signed requests, which adopt does not make",
-        "hetzner": "Hetzner record sets import as `pulumi import hcloud:index/zoneRrset:ZoneRrset dns-<type>-<name> "
-        "<zone>/<relative name>/<TYPE>`",
-        "digitalocean": "DigitalOcean records import as `pulumi import digitalocean:index/dnsRecord:DnsRecord "
-        "dns-<record key> <domain>,<record id>`, the id from `doctl compute domain records list <domain>`",
-    }[provider]
-    return f"# {provider} zones are not listed by adopt: an existing record set makes `pulumi up` fail; {how}.\n"
+    """Backends adopt does not list, and what to do there instead."""
+    assert provider == "manual", provider
+    return f"# stack {stack} uses manual DNS: nothing to adopt (publish the zoneFile output yourself).\n"
 
 
 if __name__ == "__main__":

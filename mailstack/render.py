@@ -45,7 +45,7 @@ from mailstack.config.containers import SelfSignedCertSpec
 from mailstack.config.passwords import GENERATED_PASSWORD_LENGTH, PASSWORD_ALPHABET, SEED_BYTES, hash_passwords
 from mailstack.config.records import RecordSpec, dkim_selectors, mail_records
 from mailstack.config.worker import Document, documents
-from mailstack.config.zonefile import render_zone_files
+from mailstack.config.zonefile import PUBLISHERS, render_zone_files
 from mailstack.stackfile import (
     PLACEHOLDER_PREFIX,
     StackConfig,
@@ -354,7 +354,7 @@ def render_stack(
     files.append(OutputFile(compose.ENV_FILE, compose.env_file_text(mail.env)))
     files.append(_compose_file(settings, fingerprint))
     records = mail_records(settings, {key_id: public_key_pem(pem) for key_id, pem in state.dkim_private_keys.items()})
-    for zone, text in render_zone_files(records, stack=settings.stack, provider=settings.dns_provider).items():
+    for zone, text in render_zone_files(records, stack=settings.stack, provider=settings.zone_providers).items():
         files.append(OutputFile(f"{ZONES_DIR}/{zone}.zone", text))
     web = documents(settings)
     files += [OutputFile(web_file(doc), doc.body) for doc in web]
@@ -437,11 +437,15 @@ def _dms_config_files(settings: MailSettings, state: StackState) -> tuple[list[O
 
 
 def records_markdown(settings: MailSettings, records: Sequence[RecordSpec]) -> str:
-    """`records.md`: one table per zone, every record with its purpose."""
+    """`records.md`: one table per zone, every record with its purpose.
+
+    Who publishes a zone follows that zone's backend (`domains.<d>.dns.provider`, else `dns.provider`):
+    when the zones of the stack live at different hosts, each zone's section says where.
+    """
+    providers = settings.zone_providers
+    used = {providers.get(r.zone, settings.dns_provider) for r in records}
     where = (
-        "The stack publishes these records at Cloudflare."
-        if settings.dns_provider == "cloudflare"
-        else f"Publish these records at your DNS host, or import the zone files in `{ZONES_DIR}/`."
+        _publisher(next(iter(used))) if len(used) == 1 else "Each zone's section says where its records are published."
     )
     lines = [
         f"# DNS records of stack `{settings.stack}`",
@@ -455,9 +459,10 @@ def records_markdown(settings: MailSettings, records: Sequence[RecordSpec]) -> s
     for record in records:
         zones.setdefault(record.zone, []).append(record)
     for zone, zone_records in zones.items():
+        lines += [f"## {zone}", ""]
+        if len(used) > 1:
+            lines += [_publisher(providers.get(zone, settings.dns_provider), zone), ""]
         lines += [
-            f"## {zone}",
-            "",
             "| Name | Type | Priority | TTL | Content | Purpose |",
             "|---|---|---|---|---|---|",
         ]
@@ -468,6 +473,14 @@ def records_markdown(settings: MailSettings, records: Sequence[RecordSpec]) -> s
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _publisher(provider: str, zone: str | None = None) -> str:
+    if provider in PUBLISHERS:
+        return f"The stack publishes these records at {PUBLISHERS[provider]}."
+    if zone is None:
+        return f"Publish these records at your DNS host, or import the zone files in `{ZONES_DIR}/`."
+    return f"Publish these records at your DNS host, or import `{ZONES_DIR}/{zone}.zone`."
 
 
 WEB_DIR = "web"

@@ -160,3 +160,33 @@ def test_zone_providers() -> None:
     )
     assert settings.zone_providers == {"another.com": "hetzner", "example.com": "cloudflare"}
     assert settings.domain("another.com").dns_provider == "hetzner"
+
+
+AWS = {"aws:region": "eu-west-1", "aws:profile": "mail"}
+
+
+def test_tls_challenge_default_follows_the_hostnames_zone() -> None:
+    """DNS-01 writes `_acme-challenge.<hostname>`: the hostname's zone decides, not the stack-level provider."""
+
+    def challenge(changes: dict[str, Any], extra: dict[str, str] | None = None) -> str | None:
+        config = {**prod_config(**{"tls/challenge": None, **changes}), **(extra or {})}
+        return load_settings(config, secret_keys=PROD_SECRET_KEYS, stack="prod").tls.challenge
+
+    # Stack on Cloudflare, the hostname's zone (example.com) on Route 53: http.
+    assert challenge({"domains/example.com/dns": {"provider": "route53"}}, AWS) == "http"
+    # Only another.com moves: the hostname's zone is still at Cloudflare.
+    assert challenge({"domains/another.com/dns": {"provider": "route53"}}, AWS) == "dns-cloudflare"
+    # Stack on Route 53, the hostname's zone at Cloudflare: DNS-01 through Cloudflare.
+    changes = {"dns/provider": "route53", "domains/example.com/dns": {"provider": "cloudflare"}}
+    assert challenge(changes, AWS) == "dns-cloudflare"
+
+
+def test_dns_cloudflare_challenge_refused_when_the_hostnames_zone_is_elsewhere() -> None:
+    assert problems({"domains/example.com/dns": {"provider": "route53"}}, AWS) == [
+        (
+            "mailstack:tls.challenge",
+            "dns-cloudflare needs the hostname's zone at Cloudflare; mail.example.com is in a "
+            "domains.example.com.dns.provider route53 zone: use the http challenge (port 80)",
+            "pulumi config set --path 'mailstack:tls.challenge' http",
+        )
+    ]

@@ -22,10 +22,12 @@ import yaml
 from mailstack import compose, render
 from mailstack.config import MailSettings, load_settings
 from mailstack.config.containers import go_duration
-from mailstack.config.records import mail_records
+from mailstack.config.records import mail_records, static_records
+from mailstack.config.zonefile import render_zone_files
 from mailstack.stackfile import PLACEHOLDER_PREFIX, new_encryption_salt, set_secret
 from tests.conftest import DEV_STACK, PROD_EXAMPLE, PROD_SECRET_KEYS, PROD_SECRETS, prod_config_values, require_tool
 from tests.harness import ROOT, RunResult, plain, rsa_key_pem, run_program, stack_config, with_values
+from tests.test_mail_dns import prod_config
 from tests.tools import require, require_root, require_user
 
 PASSPHRASE = "render test passphrase"
@@ -872,3 +874,31 @@ def test_manual_dns_renders_the_web_documents_and_says_where_they_go(
     assert "nothing of mailstack's can serve them (their zone is not at Cloudflare)" in records_md
     assert "`_mta-sts.example.test`" not in records_md  # the TXT is in the records table, by name
     assert "| _mta-sts.example.test | TXT |" in records_md
+
+
+def test_records_md_and_zone_files_say_who_publishes_each_zone() -> None:
+    """One stack over two DNS hosts: records.md and each zone file name the zone's own backend."""
+    aws = {"aws:region": "eu-west-1", "aws:profile": "mail"}
+
+    def published(changes: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        settings = load_settings({**prod_config(**changes), **aws}, secret_keys=PROD_SECRET_KEYS, stack="prod")
+        records = static_records(settings)
+        zones = render_zone_files(records, stack="prod", provider=settings.zone_providers)
+        return render.records_markdown(settings, records), {z: text.splitlines()[1] for z, text in zones.items()}
+
+    md, headers = published({"domains/another.com/dns": {"provider": "route53"}})
+    assert md.splitlines()[2].startswith("Each zone's section says where its records are published. TXT contents")
+    assert "## another.com\n\nThe stack publishes these records at Route 53.\n\n| Name |" in md
+    assert "## example.com\n\nThe stack publishes these records at Cloudflare.\n\n| Name |" in md
+    assert headers == {
+        "another.com": "; The stack publishes these records at Route 53; this file shows what it manages.",
+        "example.com": "; The stack publishes these records at Cloudflare; this file shows what it manages.",
+    }
+
+    md, headers = published({"domains/another.com/dns": {"provider": "manual"}})
+    assert "## another.com\n\nPublish these records at your DNS host, or import `zones/another.com.zone`.\n\n" in md
+    assert headers["another.com"] == "; Publish these records at your DNS host (most accept a BIND zone-file import)."
+
+    md, _ = published({})  # one host for every zone: said once, at the top
+    assert md.splitlines()[2].startswith("The stack publishes these records at Cloudflare. TXT contents")
+    assert "## example.com\n\n| Name |" in md
