@@ -285,7 +285,8 @@ CREDENTIALS: dict[str, tuple[tuple[str, str, bool], ...]] = {
         (
             "aws:accessKey",
             "an IAM access key allowed route53:ChangeResourceRecordSets, GetChange, ListResourceRecordSets, "
-            "GetHostedZone and, without zoneId, ListHostedZones; or set aws:profile instead",
+            "GetHostedZone and, without zoneId, ListHostedZones (ListHostedZonesByName for adopt); or set aws:profile "
+            "instead",
             False,
         ),
         ("aws:secretKey", "the secret of that access key", True),

@@ -31,7 +31,8 @@ def test_route53_names_its_three_keys_with_their_commands() -> None:
         (
             "aws:accessKey",
             "is required when dns.provider is route53 (an IAM access key allowed route53:ChangeResourceRecordSets, "
-            "GetChange, ListResourceRecordSets, GetHostedZone and, without zoneId, ListHostedZones; or set "
+            "GetChange, ListResourceRecordSets, GetHostedZone and, without zoneId, ListHostedZones (ListHostedZonesByName "
+            "for adopt); or set "
             "aws:profile instead)",
             "pulumi config set aws:accessKey <AKIA...>",
         ),
