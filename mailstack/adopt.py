@@ -391,6 +391,37 @@ def _delete_command(record: LiveRecord) -> str:
 CLOUDFLARE = Backend("Cloudflare", RECORD_TYPE, cloudflare_import_id, _delete_command)
 
 
+def import_instructions(
+    imports: Sequence[tuple[str, str]],
+    *,
+    stack: str,
+    project: str,
+    component: str,
+    resource_type: str,
+    file: str | None,
+) -> list[str]:
+    """The report's import lines for (record key, import id) pairs: one `pulumi import --file` with an
+    import file, else one `pulumi import --parent` per resource (every backend's report ends the same way)."""
+    if file is not None:
+        return [
+            f"# {file} holds them with the MailDns component as a placeholder parent, for a stack",
+            "# that has never run `pulumi up`:",
+            shlex.join(
+                ["pulumi", "import", "--stack", stack, "--file", file, "--protect=false", "--generate-code=false"]
+            ),
+        ]
+    return [
+        "# (--parent needs the MailDns component in the state: it is there once `pulumi up` has",
+        "#  run, even a failed one; before the first `pulumi up`, use --import-file instead)",
+        *(
+            import_line(
+                stack, project, component, resource_type=resource_type, name=f"{component}-{key}", import_id=import_id
+            )
+            for key, import_id in imports
+        ),
+    ]
+
+
 def render_plan(
     plan: Plan, *, stack: str, project: str, component: str, file: str | None = None, backend: Backend | None = None
 ) -> str:
@@ -405,28 +436,14 @@ def render_plan(
         lines.append("# import them so the stack owns them (the next `pulumi up` then updates them in place):")
         for want, live in plan.imports:
             lines.append(f"#   {live.describe()}  (id {live.id})  ->  {want.type} {want.name}: {want.purpose}")
-        if file is not None:
-            lines.append(f"# {file} holds them with the MailDns component as a placeholder parent, for a stack")
-            lines.append("# that has never run `pulumi up`:")
-            lines.append(
-                shlex.join(
-                    ["pulumi", "import", "--stack", stack, "--file", file, "--protect=false", "--generate-code=false"]
-                )
-            )
-        else:
-            lines.append("# (--parent needs the MailDns component in the state: it is there once `pulumi up` has")
-            lines.append("#  run, even a failed one; before the first `pulumi up`, use --import-file instead)")
-            lines += [
-                import_line(
-                    stack,
-                    project,
-                    component,
-                    resource_type=backend.record_type,
-                    name=f"{component}-{want.key}",
-                    import_id=backend.import_id(live),
-                )
-                for want, live in plan.imports
-            ]
+        lines += import_instructions(
+            [(want.key, backend.import_id(live)) for want, live in plan.imports],
+            stack=stack,
+            project=project,
+            component=component,
+            resource_type=backend.record_type,
+            file=file,
+        )
     if plan.deletes:
         lines.append("# These live records must be removed before the stack can create its own:")
         for live, reason in plan.deletes:

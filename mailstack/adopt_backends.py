@@ -56,7 +56,7 @@ from mailstack.adopt import (
     Backend,
     LiveRecord,
     Plan,
-    import_line,
+    import_instructions,
     import_resources,
     make_plan,
     render_plan,
@@ -351,28 +351,14 @@ def render_set_plan(
                     else "keep it by adding it to the domain's `records` in the stack config"
                 )
                 lines.append(f"#     `pulumi up` then removes {record.type} {_value(record)}: {keep}")
-        if file is not None:
-            lines.append(f"# {file} holds them with the MailDns component as a placeholder parent, for a stack")
-            lines.append("# that has never run `pulumi up`:")
-            lines.append(
-                shlex.join(
-                    ["pulumi", "import", "--stack", stack, "--file", file, "--protect=false", "--generate-code=false"]
-                )
-            )
-        else:
-            lines.append("# (--parent needs the MailDns component in the state: it is there once `pulumi up` has")
-            lines.append("#  run, even a failed one; before the first `pulumi up`, use --import-file instead)")
-            lines += [
-                import_line(
-                    stack,
-                    project,
-                    component,
-                    resource_type=resource_type,
-                    name=f"{component}-{want.key}",
-                    import_id=live.import_id,
-                )
-                for want, live, _ in plan.imports
-            ]
+        lines += import_instructions(
+            [(want.key, live.import_id) for want, live, _ in plan.imports],
+            stack=stack,
+            project=project,
+            component=component,
+            resource_type=resource_type,
+            file=file,
+        )
     if plan.deletes:
         lines.append("# These live record sets must be removed before the stack can create its own:")
         for live, reason in plan.deletes:
